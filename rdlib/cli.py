@@ -1,0 +1,185 @@
+"""The ``rdlib`` console command (declared in ``pyproject.toml`` as ``rdlib.cli:main``).
+
+Subcommands are grouped per area (``rdlib data ...``); each group registers its parsers in a
+``_add_<group>_commands`` function and each leaf sets ``func`` to a handler returning the exit
+code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touching ``main``.
+
+    rdlib data list
+    rdlib data stats NAME [--json] [--data-dir DIR]
+    rdlib data stats --file PATH [--file PATH ...] --format FMT [--json]
+
+Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
+with code 2, like argparse usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from rdlib.data.types import DataError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------------------------
+# rdlib data ...
+# --------------------------------------------------------------------------------------------
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _print_table(rows: list[list[str]], header: list[str], right: set[int]) -> None:
+    """A plain fixed-width table on stdout (no extra dependency)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    print(line(header))
+    print(line(["-" * w for w in widths]))
+    for r in rows:
+        print(line(r))
+
+
+def _where(name: str, data_dir: str | None) -> str:
+    from rdlib.data.mirror import locate_dataset
+    from rdlib.paths import relpath
+
+    found = locate_dataset(name, data_dir)
+    if found is None:
+        return "not present (downloaded on first load)"
+    label, folder = found
+    shown = relpath(folder) if label == "download cache" else str(folder)
+    return f"{label}: {shown}"
+
+
+def _cmd_data_list(args: argparse.Namespace) -> int:
+    """Registered datasets with format, expected statistics and where each resolves."""
+    from rdlib.data.registry import load_registry
+
+    rows = []
+    for name, spec in load_registry().items():
+        e = spec.expected
+        rows.append([name, spec.format, _fmt_int(e.n_users), _fmt_int(e.n_items),
+                     _fmt_int(e.n_interactions), spec.preprocessing.describe(),
+                     _where(name, args.data_dir)])
+    _print_table(rows, ["name", "format", "users", "items", "interactions", "preprocessing",
+                        "location"], right={2, 3, 4})
+    return EXIT_OK
+
+
+def _print_stats(stats: dict[str, float | int], notes: Sequence[str], as_json: bool,
+                 title: str) -> None:
+    if as_json:
+        print(json.dumps(stats))
+        return
+    print(title)
+    print(f"  users         {stats['n_users']:>12,}")
+    print(f"  items         {stats['n_items']:>12,}")
+    print(f"  interactions  {stats['n_interactions']:>12,}")
+    print(f"  density       {stats['density']:>12.6f}")
+    for note in notes:
+        print(f"  note: {note}")
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    """Statistics of a registered dataset (preprocessed, checked) or of raw file(s)."""
+    if args.file:
+        if args.name or not args.format:
+            raise _UsageError("give either NAME or --file PATH --format FMT")
+        from rdlib.data.readers import read_file
+        inter = read_file(args.file, args.format)
+        title = f"{', '.join(args.file)} ({args.format}, unfiltered)"
+    else:
+        if not args.name:
+            raise _UsageError("give a dataset NAME (see 'rdlib data list') or --file/--format")
+        if args.format:
+            raise _UsageError("--format goes with --file, not with a dataset NAME")
+        from rdlib.data.datasets import load_dataset
+        inter = load_dataset(args.name, data_dir=args.data_dir)
+        title = (f"{args.name} (registered preprocessing, statistics checked; "
+                 f"{_where(args.name, args.data_dir)})")
+    _print_stats(inter.stats(), inter.notes, args.json, title)
+    return EXIT_OK
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    from rdlib.data.readers import FORMATS
+
+    data = sub.add_parser("data", help="datasets: list the registry, show statistics")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    p_list = data_sub.add_parser("list", help="registered datasets and where they resolve")
+    p_list.add_argument("--data-dir", metavar="DIR",
+                        help="mirror root holding DIR/<name>/ (searched first)")
+    p_list.set_defaults(func=_cmd_data_list)
+
+    p_stats = data_sub.add_parser("stats", help="users, items, interactions, density")
+    p_stats.add_argument("name", nargs="?", metavar="NAME", help="a registered dataset")
+    p_stats.add_argument("--file", action="append", metavar="PATH",
+                         help="read raw file(s) instead (repeat for several files, e.g. "
+                              "LightGCN train and test); needs --format")
+    p_stats.add_argument("--format", choices=FORMATS, metavar="FMT",
+                         help=f"format of --file: one of {', '.join(FORMATS)}")
+    p_stats.add_argument("--json", action="store_true",
+                         help="print one JSON object (n_users, n_items, n_interactions, "
+                              "density)")
+    p_stats.add_argument("--data-dir", metavar="DIR",
+                         help="mirror root holding DIR/<name>/ (searched first)")
+    p_stats.set_defaults(func=_cmd_data_stats)
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+
+class _UsageError(Exception):
+    """A wrong combination of arguments argparse cannot express."""
+
+
+_COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` returns the code (testable)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``rdlib`` parser; each command group adds its own subparsers."""
+    parser = _Parser(prog="rdlib", description="rdlib: reproducibility study of knowledge "
+                     "distillation for recommender systems")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+    for add in _COMMAND_GROUPS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 usage or data error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except SystemExit as e:  # --help / --version exit through argparse
+        return int(e.code or 0)
+    except (_UsageError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""What machine and software produced a result: recorded in every run manifest."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+import torch
+
+from rdlib.paths import repo_root
+
+
+def git_state() -> dict[str, str | bool]:
+    """Commit hash and whether the work tree had uncommitted changes (``dirty``)."""
+    root = repo_root()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=root, capture_output=True, text=True,
+                                    check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": True}
+    return {"commit": commit, "dirty": dirty}
+
+
+def device_name(device: str | torch.device) -> str:
+    """Human-readable device, e.g. ``NVIDIA H100 80GB HBM3`` or ``cpu (x86_64, 2 threads)``."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that can change numbers."""
+    out = {"python": sys.version.split()[0], "torch": torch.__version__,
+           "cuda": str(torch.version.cuda)}
+    for pkg in ("numpy", "pandas", "scipy", "rdlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def determinism_flags() -> dict[str, bool]:
+    """Flags that decide whether GPU numbers are bit-reproducible."""
+    return {
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+    }
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available else ``cpu``; otherwise the value unchanged."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,97 @@
+"""Tables and figures for the book, drawn only from stored results and the papers' number file.
+
+Nothing here trains. The papers' reported numbers are read from ``data/paper_results.csv``
+(one row per number, with its source), never retyped (practices.md §5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from rdlib.paths import repo_root
+
+METRIC_LABELS = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR", "recall": "Recall",
+                 "precision": "Prec", "map": "MAP"}
+
+
+def paper_numbers(paper: str | None = None, **filters) -> pd.DataFrame:
+    """Reported numbers from ``data/paper_results.csv`` (columns paper, dataset, model_role,
+    method, base_model, metric, cutoff, value, source), filtered by equality."""
+    df = pd.read_csv(repo_root() / "data" / "paper_results.csv")
+    if paper is not None:
+        df = df[df["paper"] == paper]
+    for col, val in filters.items():
+        if col not in df.columns:
+            raise KeyError(f"unknown column {col!r} in paper_results.csv")
+        df = df[df[col] == val]
+    return df.reset_index(drop=True)
+
+
+def summarise(rows: pd.DataFrame, by: Sequence[str] = ("protocol", "dataset", "method", "dim"),
+              split: str = "test") -> pd.DataFrame:
+    """Mean, standard deviation and number of seeds of each metric@k over seeds."""
+    df = rows[rows["split"] == split]
+    keys = [*by, "metric", "k"]
+    out = df.groupby(keys, dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"count": "n_seeds"})
+
+
+def metric_column(metric: str, k: int) -> str:
+    label = METRIC_LABELS.get(metric, metric)
+    return f"{label}@{k}" if k else label
+
+
+def mean_std_table(summary: pd.DataFrame, index: Sequence[str], digits: int = 4) -> pd.DataFrame:
+    """Wide table of "mean ± std" strings, one column per metric@k in (metric, k) order."""
+    s = summary.copy()
+    s["col"] = [metric_column(m, k) for m, k in zip(s["metric"], s["k"], strict=True)]
+    s["cell"] = [f"{m:.{digits}f} ± {0.0 if np.isnan(sd) else sd:.{digits}f}"
+                 for m, sd in zip(s["mean"], s["std"], strict=True)]
+    order = list(dict.fromkeys(s.sort_values(["k", "metric"])["col"]))
+    wide = s.pivot_table(index=list(index), columns="col", values="cell", aggfunc="first")
+    return wide[order]
+
+
+def seed_noise_check(values: Sequence[float], reference: float) -> dict[str, float | bool]:
+    """Is ``reference`` within seed noise of ``values``? Reports the mean, the standard
+    deviation, the z-score of the reference, a one-sample t-test p-value and the verdict
+    |z| ≤ 2 (the reference lies within two seed standard deviations of our mean)."""
+    v = np.asarray(values, dtype=float)
+    mean, sd = float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
+    z = (reference - mean) / sd if sd and not np.isnan(sd) else float("nan")
+    p = float(sps.ttest_1samp(v, reference).pvalue) if v.size > 1 else float("nan")
+    return {"mean": mean, "std": sd, "n": int(v.size), "reference": reference, "z": z,
+            "p_value": p, "within_noise": bool(abs(z) <= 2) if not np.isnan(z) else False}
+
+
+def plot_learning_curves(curves: pd.DataFrame, metric: str, k: int, ax=None, hue: str = "seed",
+                         title: str | None = None):
+    """Validation and test ``metric@k`` against the epoch, one line per ``hue`` value."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = curves[(curves["metric"] == metric) & (curves["k"] == k)]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.5))
+    sns.lineplot(data=df, x="epoch", y="value", hue=hue, style="split", ax=ax, palette="viridis",
+                 legend="brief")
+    ax.set_ylabel(metric_column(metric, k))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def degree_ccdf(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Complementary CDF of a degree sequence: x = degree, y = P(degree ≥ x)."""
+    values = np.sort(np.asarray(counts))
+    uniq, first = np.unique(values, return_index=True)
+    return uniq, 1.0 - first / values.size
+
+
+def markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A pandas table as GitHub-flavoured markdown (for ``glue`` with ``{glue:md}``)."""
+    return df.to_markdown(floatfmt=floatfmt)

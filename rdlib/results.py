@@ -1,0 +1,135 @@
+"""The results store: tidy metric rows, per-user values, learning curves and a manifest per run.
+
+Layout (committed, compact)::
+
+    results/runs/<run_id>/manifest.json   full config, hash, git commit, device, versions, time
+    results/runs/<run_id>/metrics.csv     one row per (run, split, metric, k)
+    results/runs/<run_id>/curve.csv       the learning curve (epoch, split, metric, k, value)
+    results/runs/<run_id>/per_user.npz    per-user values for paired tests (compressed)
+
+``run_id`` comes from the config hash (:attr:`rdlib.config.RunConfig.run_id`), so a finished run
+is found again and skipped: re-running a grid resumes where it stopped. A run is *finished* only
+when its manifest says ``"status": "complete"``; it is written last, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rdlib.paths import results_root
+
+ROW_COLUMNS = ["run_id", "paper", "dataset", "protocol", "model", "role", "method", "dim", "seed",
+               "split", "metric", "k", "value", "epoch"]
+
+
+@dataclass
+class RunRecord:
+    """Everything one run produces, ready to be stored."""
+
+    run_id: str
+    manifest: dict
+    rows: pd.DataFrame  # ROW_COLUMNS
+    curve: pd.DataFrame  # epoch, split, metric, k, value (+ loss, seconds)
+    per_user: dict[str, np.ndarray]  # "test/hr@5" -> (n_eval,), "test/users" -> (n_eval,)
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class ResultStore:
+    """Read and write runs under ``root`` (default: ``<repo>/results``)."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else results_root()
+        self.runs = self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def has(self, run_id: str) -> bool:
+        """True when the run finished (its manifest exists and says complete)."""
+        path = self.run_dir(run_id) / "manifest.json"
+        if not path.is_file():
+            return False
+        try:
+            return json.loads(path.read_text()).get("status") == "complete"
+        except json.JSONDecodeError:
+            return False
+
+    def save(self, record: RunRecord) -> Path:
+        """Write a finished run; the manifest goes last so a crash never leaves a 'complete' run."""
+        missing = [c for c in ROW_COLUMNS if c not in record.rows.columns]
+        if missing:
+            raise ValueError(f"result rows of {record.run_id} lack columns {missing}")
+        d = self.run_dir(record.run_id)
+        d.mkdir(parents=True, exist_ok=True)
+        _atomic_write(d / "metrics.csv",
+                      lambda p: record.rows[ROW_COLUMNS].to_csv(p, index=False, float_format="%.6g"))
+        _atomic_write(d / "curve.csv",
+                      lambda p: record.curve.to_csv(p, index=False, float_format="%.6g"))
+        _atomic_write(d / "per_user.npz", lambda p: _savez(p, record.per_user))
+        manifest = dict(record.manifest, status="complete")
+        _atomic_write(d / "manifest.json",
+                      lambda p: p.write_text(json.dumps(manifest, indent=1, sort_keys=True,
+                                                        default=str) + "\n"))
+        return d
+
+    def manifest(self, run_id: str) -> dict:
+        path = self.run_dir(run_id) / "manifest.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no stored run {run_id!r} under {self.runs}")
+        return json.loads(path.read_text())
+
+    def run_ids(self) -> list[str]:
+        if not self.runs.is_dir():
+            return []
+        return sorted(p.name for p in self.runs.iterdir() if self.has(p.name))
+
+    def metrics(self, run_ids: str | Iterable[str] | None = None, **filters) -> pd.DataFrame:
+        """All stored metric rows (optionally of some runs), filtered by column equality."""
+        if isinstance(run_ids, str):
+            run_ids = [run_ids]
+        ids = list(run_ids) if run_ids is not None else self.run_ids()
+        frames = [pd.read_csv(self.run_dir(r) / "metrics.csv") for r in ids]
+        if not frames:
+            return pd.DataFrame(columns=ROW_COLUMNS)
+        df = pd.concat(frames, ignore_index=True)
+        for col, val in filters.items():
+            if col not in df.columns:
+                raise KeyError(f"unknown result column {col!r}; columns are {list(df.columns)}")
+            df = df[df[col].isin(val if isinstance(val, list | tuple | set) else [val])]
+        return df.reset_index(drop=True)
+
+    def curve(self, run_id: str) -> pd.DataFrame:
+        return pd.read_csv(self.run_dir(run_id) / "curve.csv")
+
+    def per_user(self, run_id: str) -> dict[str, np.ndarray]:
+        with np.load(self.run_dir(run_id) / "per_user.npz") as z:
+            return {k: z[k] for k in z.files}
+
+    def manifests(self) -> pd.DataFrame:
+        """One row per finished run with its provenance, for the book's provenance page."""
+        rows = []
+        for r in self.run_ids():
+            m = self.manifest(r)
+            rows.append({"run_id": r, "paper": m["config"].get("paper"),
+                         "dataset": m["config"].get("dataset"), "device": m.get("device_name"),
+                         "commit": str(m.get("git", {}).get("commit", ""))[:10],
+                         "wall_time_s": m.get("wall_time_s"), "torch": m["versions"]["torch"],
+                         "finished_at": m.get("finished_at")})
+        return pd.DataFrame(rows)
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})

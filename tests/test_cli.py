@@ -1,0 +1,108 @@
+"""The ``rdlib`` command through ``main([...])``: output, JSON keys and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rdlib.cli import main
+from rdlib.data import mirror
+
+FIX = Path(__file__).parent / "fixtures" / "data"
+FIX_MIRROR = FIX / "mirror"
+USERS_DAT = FIX_MIRROR / "tiny-cite" / "users.dat"
+KEYS = {"n_users", "n_items", "n_interactions", "density"}
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    """The tiny test registry; shared mirror and download cache are empty temporary folders."""
+    monkeypatch.setenv("RDLIB_REGISTRY", str(FIX / "registry.yaml"))
+    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
+    monkeypatch.setattr(mirror, "shared_data_dir", lambda: tmp_path / "shared")
+    monkeypatch.setattr(mirror, "download_root", lambda: tmp_path / "cache")
+
+    def no_network(url: str, dest: Path) -> None:
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(mirror, "fetch", no_network)
+
+
+def _json(capsys) -> dict:
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out  # exactly one JSON object on one line
+    return json.loads(out)
+
+
+def test_stats_registered_dataset_json(tiny, capsys):
+    assert main(["data", "stats", "tiny-cite", "--json", "--data-dir", str(FIX_MIRROR)]) == 0
+    stats = _json(capsys)
+    assert set(stats) == KEYS
+    assert stats == {"n_users": 3, "n_items": 10, "n_interactions": 12, "density": 0.4}
+
+
+def test_stats_registered_dataset_text(tiny, capsys):
+    assert main(["data", "stats", "tiny-cite", "--data-dir", str(FIX_MIRROR)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-cite" in out and "12" in out
+    assert "users with >= 3 items" in out  # the preprocessing note is shown
+
+
+def test_stats_file_unfiltered_json(capsys):
+    assert main(["data", "stats", "--file", str(USERS_DAT), "--format", "citeulike",
+                 "--json"]) == 0
+    assert _json(capsys) == {"n_users": 5, "n_items": 11, "n_interactions": 15,
+                             "density": 15 / 55}
+
+
+def test_stats_several_files(capsys):
+    fmt_dir = FIX / "formats"
+    assert main(["data", "stats", "--file", str(fmt_dir / "lightgcn_train.txt"), "--file",
+                 str(fmt_dir / "lightgcn_test.txt"), "--format", "lightgcn", "--json"]) == 0
+    assert _json(capsys)["n_interactions"] == 6
+
+
+def test_list_shows_every_dataset_and_location(tiny, capsys):
+    assert main(["data", "list", "--data-dir", str(FIX_MIRROR)]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln for ln in out.splitlines()[2:]}
+    assert set(lines) == {"tiny-cite", "tiny-split", "tiny-web"}
+    assert "data_dir" in lines["tiny-cite"] and "12" in lines["tiny-cite"]
+    assert "not present" in lines["tiny-web"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "stats", "nope"], "unknown dataset 'nope'"),
+    (["data", "stats", "--file", "x.txt", "--format", "parquet"], "invalid choice"),
+    (["data", "stats", "--file", "/nonexistent/x.txt", "--format", "csv"], "file not found"),
+    (["data", "stats"], "give a dataset NAME"),
+    (["data", "stats", "--file", str(USERS_DAT)], "--file PATH --format FMT"),
+    (["data", "stats", "tiny-cite", "--format", "csv"], "--format goes with --file"),
+    (["data"], "required"),
+    ([], "required"),
+])
+def test_errors_exit_2_with_message_on_stderr(tiny, capsys, argv, message):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""
+
+
+def test_malformed_file_exit_2(tmp_path, capsys):
+    bad = tmp_path / "users.dat"
+    bad.write_text("3 1 2\n")
+    assert main(["data", "stats", "--file", str(bad), "--format", "citeulike", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "line 1" in err and "expected 3 item ids" in err
+
+
+def test_dataset_missing_everywhere_exit_2(tiny, capsys):
+    assert main(["data", "stats", "tiny-web"]) == 2
+    assert "download failed" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    assert main(["data", "stats", "--help"]) == 0
+    assert "--format" in capsys.readouterr().out

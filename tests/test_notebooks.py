@@ -1,0 +1,57 @@
+"""Source notebooks are clean inputs; executed notebooks in book/ are faithful outputs of them."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rdlib.book import NOTEBOOKS
+from rdlib.paths import repo_root
+
+ROOT = repo_root()
+SOURCES = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ABSOLUTE = re.compile(r'["\s(](/work/|/tmp/|/root/|/home/|/Users/)')
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _code(nb: dict) -> list[str]:
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+            and "injected-parameters" not in c["metadata"].get("tags", [])]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_source_notebook_is_clean_and_parameterised(path):
+    nb = _load(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", []), "first code cell must be 'parameters'"
+    for line in "".join(code[0]["source"]).splitlines():
+        if line.strip():
+            assert "#" in line, f"{path.name}: parameter line without a comment: {line!r}"
+    for c in code:
+        assert not c.get("outputs") and c.get("execution_count") is None, \
+            f"{path.name}: source notebooks are committed without outputs"
+
+
+def test_every_source_is_built_into_the_book():
+    built = {Path(src).name for src, _, _ in NOTEBOOKS}
+    assert built == {p.name for p in SOURCES}
+
+
+@pytest.mark.parametrize("src,dst", [(s, d) for s, d, _ in NOTEBOOKS])
+def test_executed_notebook_matches_its_source(src, dst):
+    executed = ROOT / dst
+    if not executed.is_file():
+        pytest.skip(f"{dst} not executed yet")
+    nb = _load(executed)
+    assert _code(nb) == _code(_load(ROOT / src)), f"{dst} is stale: re-run python -m rdlib.book"
+    counts = [c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code"]
+    assert counts == sorted(counts) and None not in counts, f"{dst}: out-of-order execution"
+    assert not ABSOLUTE.search(executed.read_text()), f"{dst} leaks an absolute machine path"
+    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, f"{dst} holds an error output"

@@ -1,0 +1,57 @@
+"""The results store: atomic complete runs, filters, per-user values."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rdlib.results import ROW_COLUMNS, ResultStore, RunRecord
+
+
+def _record(run_id="r1", value=0.5):
+    rows = pd.DataFrame([{"run_id": run_id, "paper": "P", "dataset": "d", "protocol": "loo_sampled",
+                          "model": "bpr", "role": "student", "method": "none", "dim": 4, "seed": 0,
+                          "split": "test", "metric": "hr", "k": 5, "value": value, "epoch": 3}])
+    curve = pd.DataFrame({"epoch": [1], "split": ["valid"], "metric": ["hr"], "k": [5],
+                          "value": [0.1]})
+    return RunRecord(run_id, {"config": {"paper": "P", "dataset": "d"}, "versions": {"torch": "x"}},
+                     rows, curve, {"test/hr@5": np.array([1.0, 0.0]), "test/users": np.array([0, 1])})
+
+
+def test_save_and_read_back(tmp_path):
+    store = ResultStore(tmp_path)
+    assert not store.has("r1")
+    store.save(_record())
+    assert store.has("r1") and store.run_ids() == ["r1"]
+    df = store.metrics()
+    assert list(df.columns) == ROW_COLUMNS and df["value"].iloc[0] == 0.5
+    assert np.array_equal(store.per_user("r1")["test/hr@5"], [1.0, 0.0])
+    assert store.manifest("r1")["status"] == "complete"
+    assert store.curve("r1")["value"].iloc[0] == 0.1
+
+
+def test_incomplete_run_is_not_a_hit(tmp_path):
+    store = ResultStore(tmp_path)
+    d = store.run_dir("r2")
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"status": "running"}))
+    assert not store.has("r2")
+    (d / "manifest.json").write_text("{broken")
+    assert not store.has("r2")
+
+
+def test_filters_and_errors(tmp_path):
+    store = ResultStore(tmp_path)
+    store.save(_record("a", 0.1))
+    store.save(_record("b", 0.2))
+    assert store.metrics(run_id="b")["value"].tolist() == [0.2]
+    assert len(store.metrics(run_id=["a", "b"])) == 2
+    with pytest.raises(KeyError, match="unknown result column 'colour'"):
+        store.metrics(colour="red")
+    with pytest.raises(FileNotFoundError, match="no stored run 'zz'"):
+        store.manifest("zz")
+    bad = _record("c")
+    bad.rows = bad.rows.drop(columns=["seed"])
+    with pytest.raises(ValueError, match="lack columns \\['seed'\\]"):
+        store.save(bad)
