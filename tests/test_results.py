@@ -55,3 +55,15 @@ def test_filters_and_errors(tmp_path):
     bad.rows = bad.rows.drop(columns=["seed"])
     with pytest.raises(ValueError, match="lack columns \\['seed'\\]"):
         store.save(bad)
+
+
+def test_paper_dataset_table_joins_paper_and_ours():
+    from rdlib.reports import paper_dataset_table
+
+    ours = pd.DataFrame({"n_users": [5219], "n_items": [25181], "n_interactions": [125580],
+                         "n_train_loo": [115142]}, index=["citeulike-t"])
+    t = paper_dataset_table(ours)
+    cite = t[t["paper dataset"] == "CiteULike"].set_index("statistic")
+    assert cite.loc["#users", "paper value"] == 5220 and cite.loc["#users", "ours"] == 5219
+    assert cite.loc["#interactions", "ours"] == cite.loc["#interactions", "paper value"] == 115142
+    assert t[t["paper dataset"] == "Gowalla"]["ours"].isna().all()  # not loaded → NaN, not dropped
