@@ -131,3 +131,60 @@ def paper_dataset_table(ours: pd.DataFrame) -> pd.DataFrame:
                          "paper value": r["value"], "ours": value, "our dataset": ours_name,
                          "note": note})
     return pd.DataFrame(rows)
+
+
+def reference_table(paper: str, dataset: str, base_model: str, method_prefix: str,
+                    digits: int = 4) -> pd.DataFrame:
+    """The paper's and the official logs' numbers for one method as a wide table.
+
+    Rows: ``"official log"`` (numbers whose source is an official training log) and
+    ``"paper"`` (the paper's table); columns ``metric_column(metric, k)``. Values are formatted
+    strings, ready to stack under :func:`mean_std_table`.
+    """
+    ref = paper_numbers(paper, dataset=dataset, base_model=base_model)
+    ref = ref[ref["method"].str.startswith(method_prefix)]
+    if ref.empty:
+        raise KeyError(f"no reported numbers for {paper}/{dataset}/{base_model}/{method_prefix}*")
+    ref = ref.assign(
+        row=np.where(ref["source"].str.contains("official log"), "official log", "paper"),
+        col=[metric_column(m.lower(), int(k)) for m, k in zip(ref["metric"], ref["cutoff"],
+                                                              strict=True)])
+    wide = ref.pivot_table(index="row", columns="col", values="value", aggfunc="first")
+    return wide.map(lambda v: f"{v:.{digits}f}")
+
+
+def benchmark_table(path=None) -> pd.DataFrame:
+    """Our benchmark rows (``benchmarks/results/bpr_citeulike.csv``) summarised per device, next to
+    the official code's timings (``data/official_timings.csv``) for the same quantities."""
+    root = repo_root()
+    path = path or root / "benchmarks" / "results" / "bpr_citeulike.csv"
+    official = pd.read_csv(root / "data" / "official_timings.csv")
+    official = official[official["method"] == "BPR student"]
+    rows = [{"code": "official DE-RRD", "quantity": r.quantity, "hardware": r.hardware,
+             "seconds": f"{r.low_s:g}–{r.high_s:g}" if r.low_s != r.high_s else f"{r.low_s:g}"}
+            for r in official.itertuples()]
+    try:
+        ours = pd.read_csv(path)
+    except FileNotFoundError:
+        ours = pd.DataFrame(columns=["benchmark", "device_name", "seconds"])
+    for (q, dev), g in ours.groupby(["benchmark", "device_name"]):
+        rows.append({"code": "rdlib", "quantity": q, "hardware": dev,
+                     "seconds": f"{g['seconds'].median():.3f} (median of {len(g)})"})
+    return pd.DataFrame(rows).sort_values(["quantity", "code"]).reset_index(drop=True)
+
+
+def papermill_command(notebook: str, parameters: dict, output: str | None = None) -> str:
+    """The exact ``papermill`` command that re-executes ``notebook`` with ``parameters``
+    (values quoted as papermill's ``-p`` expects), to show in a page's Reproduce box."""
+    output = output or f"book/{notebook.rsplit('/', 1)[-1]}"
+    parts = ["papermill", notebook, output]
+    for key, value in parameters.items():
+        text = str(value) if not isinstance(value, list | tuple) else str(list(value))
+        parts += ["-p", key, f'"{text}"' if " " in text else text]
+    return " ".join(parts)
+
+
+def devices_of(manifests: Sequence[dict]) -> str:
+    """The devices (and library versions) that produced a set of runs, in one line."""
+    seen = sorted({f"{m['device_name']}, torch {m['versions']['torch']}" for m in manifests})
+    return "; ".join(seen) if seen else "no stored run"

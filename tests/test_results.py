@@ -67,3 +67,22 @@ def test_paper_dataset_table_joins_paper_and_ours():
     assert cite.loc["#users", "paper value"] == 5220 and cite.loc["#users", "ours"] == 5219
     assert cite.loc["#interactions", "ours"] == cite.loc["#interactions", "paper value"] == 115142
     assert t[t["paper dataset"] == "Gowalla"]["ours"].isna().all()  # not loaded → NaN, not dropped
+
+
+def test_reference_table_reads_official_log_and_paper():
+    from rdlib.reports import reference_table
+
+    t = reference_table("DE-RRD", "CiteULike", "BPR", "Student")
+    assert set(t.index) == {"official log", "paper"}
+    assert t.loc["official log", "HR@5"] == "0.4486" and t.loc["paper", "HR@5"] == "0.4441"
+    with pytest.raises(KeyError, match="no reported numbers"):
+        reference_table("DE-RRD", "CiteULike", "BPR", "Nothing")
+
+
+def test_papermill_command_and_devices():
+    from rdlib.reports import devices_of, papermill_command
+
+    cmd = papermill_command("notebooks/x.ipynb", {"profile": "full", "seeds": [0, 1]})
+    assert cmd == 'papermill notebooks/x.ipynb book/x.ipynb -p profile full -p seeds "[0, 1]"'
+    ms = [{"device_name": "cpu", "versions": {"torch": "2"}}] * 2
+    assert devices_of(ms) == "cpu, torch 2" and devices_of([]) == "no stored run"
