@@ -29,8 +29,19 @@ from rdlib.sampling import NegativeSampler
 
 # (model, which split) -> EvalResult with .values {"hr@5": (n_eval,)} and .users (n_eval,)
 Evaluator = Callable[[Recommender, str], "object"]
-# (model, users, pos, neg, epoch) -> extra loss added to the base loss (distillation terms)
-ExtraLoss = Callable[[Recommender, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+class Distiller(torch.nn.Module):
+    """A distillation term added to the base loss. Its own parameters (e.g. DE's experts) are
+    optimised together with the student's; :meth:`start_epoch` is called before every epoch
+    (per-epoch sampling, temperature schedules)."""
+
+    def start_epoch(self, epoch: int, student: Recommender) -> None:  # noqa: B027
+        """Hook called at the start of each epoch; nothing by default."""
+
+    def loss(self, student: Recommender, users: torch.Tensor, pos: torch.Tensor,
+             neg: torch.Tensor, epoch: int) -> torch.Tensor:
+        raise NotImplementedError
 
 
 @dataclass
@@ -74,9 +85,10 @@ def _keys_for(cfg: RunConfig, sel_key: str, names: list[str]) -> list[str]:
 
 
 def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
-        evaluate: Evaluator | None, *, extra_loss: ExtraLoss | None = None,
+        evaluate: Evaluator | None, *, distiller: Distiller | None = None,
         checkpoint: Path | None = None, checkpoint_every: float = 30.0) -> TrainOutcome:
-    """Train ``model`` on ``train`` (N, 2) pairs with BPR (plus ``extra_loss``) and select epochs.
+    """Train ``model`` on ``train`` (N, 2) pairs with BPR (plus ``distiller``'s loss) and select
+    epochs.
 
     Every generator is explicit and seeded from ``cfg.seed``; on CPU the same config gives the
     same numbers. When ``checkpoint`` is given, the state is saved after every evaluation and a
@@ -86,7 +98,11 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
     device = torch.device(cfg.device)
     model.to(device)
     # fused Adam: the same update rule in one kernel per step (about 1.7x faster on CPU here)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+    params = list(model.parameters())
+    if distiller is not None:
+        distiller.to(device)
+        params += [p for p in distiller.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                            fused=device.type in ("cpu", "cuda"))
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
@@ -106,6 +122,8 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
+        if distiller is not None and state.get("distiller") is not None:
+            distiller.load_state_dict(state["distiller"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         start_epoch, bad_evals = state["epoch"], state["bad_evals"]
@@ -119,6 +137,9 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         epochs_run = epoch + 1
         model.train()
         t0 = time.perf_counter()
+        if distiller is not None:
+            distiller.train()
+            distiller.start_epoch(epoch, model)
         perm = torch.randperm(n, device=device, generator=gen)
         u = users_all[perm].repeat_interleave(cfg.n_negatives)  # (N·n_neg,)
         p = items_all[perm].repeat_interleave(cfg.n_negatives)
@@ -127,8 +148,8 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         for b in range(0, u.numel(), cfg.batch_size):
             ub, pb, nb = u[b:b + cfg.batch_size], p[b:b + cfg.batch_size], neg[b:b + cfg.batch_size]
             loss = model.loss(ub, pb, nb)
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, ub, pb, nb, epoch)
+            if distiller is not None:
+                loss = loss + distiller.loss(model, ub, pb, nb, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -171,6 +192,7 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
             last_save = time.perf_counter()
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "distiller": None if distiller is None else distiller.state_dict(),
                         "generator": gen.get_state(), "epoch": epoch + 1, "bad_evals": bad_evals,
                         "selected": selected, "curve": curve, "best_state": best_state,
                         "users_of": users_of, "t_train": t_train, "t_eval": t_eval},

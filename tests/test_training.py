@@ -82,3 +82,29 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     assert full.selected.keys() == resumed.selected.keys()
+
+
+def test_distiller_loss_and_parameters_are_trained():
+    from rdlib.training import Distiller
+
+    class PullToZero(Distiller):
+        """A toy distillation term with its own parameter: pulls a scalar and scores to 0."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor(5.0))
+            self.epochs_seen = []
+
+        def start_epoch(self, epoch, student):
+            self.epochs_seen.append(epoch)
+
+        def loss(self, student, users, pos, neg, epoch):
+            return self.w ** 2 + student.score_pairs(users, pos[:, None]).pow(2).sum()
+
+    cfg = RunConfig(**{**CFG, "epochs": 3, "lr": 0.1})
+    split = load_split("synthetic", "loo_sampled", 0, 50)
+    torch.manual_seed(0)
+    d = PullToZero()
+    fit(BPRMF(split.n_users, split.n_items, 4), split.train, split.n_items, cfg, None, distiller=d)
+    assert d.epochs_seen == [0, 1, 2]
+    assert abs(d.w.item()) < 5.0  # its parameter was in the optimiser
