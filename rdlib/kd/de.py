@@ -1,0 +1,184 @@
+"""DE — Distillation Experts (Kang et al., CIKM 2020, §4.1; methods.md §2.2).
+
+For an entity e (user or item) with student embedding h_s(e) ∈ R^{d_s} and frozen teacher
+embedding h_t(e) ∈ R^{d_t}, each side (users, items) has M experts and a selection network:
+
+* expert  E_m(x) = W2_m ReLU(W1_m x + b1_m) + b2_m,  d_s → hidden → d_t
+  (hidden = ⌊(d_s+d_t)/2⌋, or d_s/2 when d_s = d_t, as the official ``Models/DE.py``);
+* selection α(e) = softmax(W_g h_t(e) + b_g) on the **teacher** embedding;
+  s(e) = softmax((log(α + 1e-10) + g) / τ), g ~ Gumbel(0, 1) (the paper's Gumbel-softmax);
+* reconstruction ĥ(e) = Σ_m s_m(e) E_m(h_s(e));
+* loss, as the official code sums it over a batch's unique users U_B, unique positive items
+  P_B and unique negative items N_B:
+  L_DE = Σ_{U_B} ||h_t − ĥ||² + ½ Σ_{P_B} ||h_t − ĥ||² + ½ Σ_{N_B} ||h_t − ĥ||², times λ_DE.
+
+Temperature (``run.LOO_DE_run``): τ_0 = 1; after epoch e (0-based) the next epoch uses
+max(end_T^{e/max_epoch}, end_T) with end_T = 1e-10, max_epoch = 1000, so epochs 0 and 1 both use
+1.0 and the value computed after epoch 100 is 0.1.
+
+Deviations from the official code: all M experts of a side are stacked weight tensors applied
+with one ``einsum`` (the official code loops over a Python list; same function, same
+initialisation family as ``nn.Linear``); Gumbel noise comes from the module's own seeded
+generator, whose state is not saved in the ``state_dict``. With M = 1 no selection network is
+built (the selection is the constant 1, as the official code's behaviour at M = 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from rdlib.models.base import Recommender
+from rdlib.training import Distiller
+
+SELECTIONS: tuple[str, ...] = ("gumbel", "attention")
+
+
+def default_hidden(d_s: int, d_t: int) -> int:
+    """The official expert width: ⌊(d_s + d_t)/2⌋, or ⌊d_s/2⌋ when d_s = d_t."""
+    return d_s // 2 if d_s == d_t else (d_s + d_t) // 2
+
+
+def one_expert_hidden(d_s: int, d_t: int, size: str, n_experts: int = 30) -> int:
+    """Hidden width of the single expert in DE-RRD Table 4 (b)/(c) (the paper gives no sizes).
+
+    ``"small"``: one expert of the default size, :func:`default_hidden`.
+    ``"large"``: ``n_experts × default_hidden``, so that the single expert has (almost) as
+    many parameters as the ``n_experts`` default experts together (30 × 110 = 3,300 at
+    d_s = 20, d_t = 200: 730,700 vs 735,300 parameters).
+    """
+    if size == "small":
+        return default_hidden(d_s, d_t)
+    if size == "large":
+        return n_experts * default_hidden(d_s, d_t)
+    raise ValueError(f"size must be 'small' or 'large', got {size!r}")
+
+
+class ExpertSet(nn.Module):
+    """M stacked experts d_in → hidden → d_out, applied to a batch with ``einsum``."""
+
+    def __init__(self, n_experts: int, d_in: int, hidden: int, d_out: int) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.empty(n_experts, d_in, hidden))  # (M, d_s, h)
+        self.b1 = nn.Parameter(torch.empty(n_experts, hidden))  # (M, h)
+        self.w2 = nn.Parameter(torch.empty(n_experts, hidden, d_out))  # (M, h, d_t)
+        self.b2 = nn.Parameter(torch.empty(n_experts, d_out))  # (M, d_t)
+        # nn.Linear's default: U(±1/sqrt(fan_in)) for weights and biases
+        for p, fan_in in ((self.w1, d_in), (self.b1, d_in), (self.w2, hidden), (self.b2, hidden)):
+            nn.init.uniform_(p, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, d_in) → every expert's output (B, M, d_out)."""
+        h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
+        return torch.einsum("bmh,mho->bmo", h, self.w2) + self.b2  # (B, M, d_t)
+
+
+class DistillationExperts(Distiller):
+    """DE as a :class:`~rdlib.training.Distiller`.
+
+    Args:
+        teacher_user_emb: ``(n_users, d_t)`` frozen teacher user embeddings.
+        teacher_item_emb: ``(n_items, d_t)`` frozen teacher item embeddings.
+        student_dim: d_s.
+        n_experts: M per side (official 30). Table 4 (b)/(c) use ``n_experts=1`` with
+            ``expert_hidden=one_expert_hidden(d_s, d_t, "large" | "small")``.
+        lmbda: λ_DE (official 0.01).
+        selection: ``"gumbel"`` (paper/official) or ``"attention"`` — Table 4 (a): the
+            softmax weights α used directly (the α-weighted average of all experts; no Gumbel
+            noise, no temperature).
+        expert_hidden: expert hidden width; ``None`` → :func:`default_hidden`.
+        max_epoch: E_max of the temperature schedule (1000).
+        end_T: final temperature (1e-10).
+        seed: seed of the Gumbel-noise generator.
+    """
+
+    def __init__(self, teacher_user_emb: torch.Tensor, teacher_item_emb: torch.Tensor,
+                 student_dim: int, *, n_experts: int = 30, lmbda: float = 0.01,
+                 selection: str = "gumbel", expert_hidden: int | None = None,
+                 max_epoch: int = 1000, end_T: float = 1e-10, seed: int = 0) -> None:
+        super().__init__()
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        if n_experts < 1:
+            raise ValueError(f"n_experts must be >= 1, got {n_experts}")
+        d_t = int(teacher_user_emb.shape[1])
+        if teacher_item_emb.shape[1] != d_t:
+            raise ValueError("teacher user and item embeddings differ in size")
+        hidden = default_hidden(student_dim, d_t) if expert_hidden is None else expert_hidden
+        self.d_s, self.d_t, self.hidden, self.n_experts = student_dim, d_t, hidden, n_experts
+        self.lmbda, self.selection, self.max_epoch, self.end_T = lmbda, selection, max_epoch, end_T
+        self.seed = seed
+        self.register_buffer("t_user", teacher_user_emb.detach().float().clone(),
+                             persistent=False)  # (U, d_t)
+        self.register_buffer("t_item", teacher_item_emb.detach().float().clone(),
+                             persistent=False)  # (I, d_t)
+        self.user_experts = ExpertSet(n_experts, student_dim, hidden, d_t)
+        self.item_experts = ExpertSet(n_experts, student_dim, hidden, d_t)
+        self.user_gate = nn.Linear(d_t, n_experts) if n_experts > 1 else None
+        self.item_gate = nn.Linear(d_t, n_experts) if n_experts > 1 else None
+        self.tau = 1.0
+        self._gen: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ schedule
+    def temperature_after_epoch(self, epoch: int) -> float:
+        """The τ the official code computes after finishing 0-based ``epoch``."""
+        return max(self.end_T ** (epoch / self.max_epoch), self.end_T)
+
+    def temperature(self, epoch: int) -> float:
+        """The τ used during 0-based ``epoch``: 1.0 for epoch 0, else the value after e−1."""
+        return 1.0 if epoch == 0 else self.temperature_after_epoch(epoch - 1)
+
+    def start_epoch(self, epoch: int, student: Recommender) -> None:
+        """Set τ for this epoch."""
+        self.tau = self.temperature(epoch)
+
+    # ------------------------------------------------------------------ model
+    def n_parameters(self) -> dict[str, int]:
+        """Parameter counts of the DE modules: ``gates``, ``experts``, ``total``."""
+        gates = sum(p.numel() for g in (self.user_gate, self.item_gate) if g is not None
+                    for p in g.parameters())
+        experts = sum(p.numel() for e in (self.user_experts, self.item_experts)
+                      for p in e.parameters())
+        return {"gates": gates, "experts": experts, "total": gates + experts}
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device)
+            self._gen.manual_seed(self.seed)
+        return self._gen
+
+    def selection_weights(self, gate: nn.Linear | None, h_t: torch.Tensor) -> torch.Tensor:
+        """``(B, M)`` expert weights s(e) for teacher embeddings ``h_t`` (B, d_t)."""
+        if gate is None:
+            return h_t.new_ones(h_t.shape[0], 1)  # (B, 1): M = 1
+        alpha = torch.softmax(gate(h_t), dim=-1)  # (B, M)
+        if self.selection == "attention":
+            return alpha
+        u = torch.rand(alpha.shape, device=alpha.device, generator=self._generator(alpha.device))
+        g = -torch.log(-torch.log(u + 1e-20) + 1e-20)  # (B, M) Gumbel(0, 1)
+        return torch.softmax((torch.log(alpha + 1e-10) + g) / self.tau, dim=-1)  # (B, M)
+
+    def reconstruct(self, experts: ExpertSet, gate: nn.Linear | None, h_s: torch.Tensor,
+                    h_t: torch.Tensor) -> torch.Tensor:
+        """ĥ = Σ_m s_m E_m(h_s): ``(B, d_s)``, ``(B, d_t)`` → ``(B, d_t)``."""
+        s = self.selection_weights(gate, h_t)  # (B, M)
+        return torch.einsum("bm,bmo->bo", s, experts(h_s))  # (B, d_t)
+
+    def side_loss(self, experts: ExpertSet, gate: nn.Linear | None, h_s: torch.Tensor,
+                  h_t: torch.Tensor) -> torch.Tensor:
+        """Σ over rows of ||h_t − ĥ||² (squared L2 summed over dimensions)."""
+        return (h_t - self.reconstruct(experts, gate, h_s, h_t)).pow(2).sum()
+
+    def loss(self, student: Recommender, users: torch.Tensor, pos: torch.Tensor,
+             neg: torch.Tensor, epoch: int) -> torch.Tensor:
+        """λ_DE · (Σ_{unique users} + ½ Σ_{unique pos} + ½ Σ_{unique neg}) ||h_t − ĥ||²."""
+        u, p, n = torch.unique(users), torch.unique(pos), torch.unique(neg)
+        lu = self.side_loss(self.user_experts, self.user_gate, student.user_repr(u),
+                            self.t_user[u])
+        lp = self.side_loss(self.item_experts, self.item_gate, student.item_repr(p),
+                            self.t_item[p])
+        ln = self.side_loss(self.item_experts, self.item_gate, student.item_repr(n),
+                            self.t_item[n])
+        return self.lmbda * (lu + 0.5 * lp + 0.5 * ln)
