@@ -2,8 +2,9 @@
 
 from rdlib.models.base import Recommender
 from rdlib.models.bpr import BPRMF
+from rdlib.models.neumf import NeuMF
 
-MODELS: dict[str, type[Recommender]] = {"bpr": BPRMF}
+MODELS: dict[str, type[Recommender]] = {"bpr": BPRMF, "neumf": NeuMF}
 
 
 def build_model(name: str, n_users: int, n_items: int, dim: int, **kwargs) -> Recommender:
