@@ -4,7 +4,7 @@ Layout (committed, compact)::
 
     results/runs/<run_id>/manifest.json   full config, hash, git commit, device, versions, time
     results/runs/<run_id>/metrics.csv     one row per (run, split, metric, k)
-    results/runs/<run_id>/curve.csv       the learning curve (epoch, split, metric, k, value)
+    results/runs/<run_id>/curve.csv.gz    the learning curve (epoch, split, metric, k, value)
     results/runs/<run_id>/per_user.npz    per-user values for paired tests (compressed)
 
 ``run_id`` comes from the config hash (:attr:`rdlib.config.RunConfig.run_id`), so a finished run
@@ -75,8 +75,9 @@ class ResultStore:
         d.mkdir(parents=True, exist_ok=True)
         _atomic_write(d / "metrics.csv",
                       lambda p: record.rows[ROW_COLUMNS].to_csv(p, index=False, float_format="%.6g"))
-        _atomic_write(d / "curve.csv",
-                      lambda p: record.curve.to_csv(p, index=False, float_format="%.6g"))
+        _atomic_write(d / "curve.csv.gz",
+                      lambda p: record.curve.to_csv(p, index=False, float_format="%.6g",
+                                                    compression="gzip"))
         _atomic_write(d / "per_user.npz", lambda p: _savez(p, record.per_user))
         manifest = dict(record.manifest, status="complete")
         _atomic_write(d / "manifest.json",
@@ -111,7 +112,10 @@ class ResultStore:
         return df.reset_index(drop=True)
 
     def curve(self, run_id: str) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir(run_id) / "curve.csv")
+        """The learning curve of a run (``curve.csv.gz``; plain ``curve.csv`` is read too)."""
+        d = self.run_dir(run_id)
+        path = d / "curve.csv.gz" if (d / "curve.csv.gz").is_file() else d / "curve.csv"
+        return pd.read_csv(path)
 
     def per_user(self, run_id: str) -> dict[str, np.ndarray]:
         with np.load(self.run_dir(run_id) / "per_user.npz") as z:

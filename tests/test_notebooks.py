@@ -55,3 +55,20 @@ def test_executed_notebook_matches_its_source(src, dst):
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors, f"{dst} holds an error output"
+
+
+def _parameter_names(path: Path) -> set[str]:
+    cell = next(c for c in _load(path)["cells"] if c["cell_type"] == "code")
+    return {re.match(r"(\w+)", line).group(1) for line in "".join(cell["source"]).splitlines()
+            if line.strip()}
+
+
+@pytest.mark.parametrize("params", sorted((ROOT / "notebooks" / "params").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_papermill_parameter_files_name_real_parameters(params):
+    import yaml
+
+    notebook = ROOT / "notebooks" / (params.stem.rsplit("_", 1)[0] + ".ipynb")
+    assert notebook.is_file(), f"{params.name} must be named <notebook>_<variant>.yaml"
+    unknown = set(yaml.safe_load(params.read_text())) - _parameter_names(notebook)
+    assert not unknown, f"{params.name} sets unknown parameters {sorted(unknown)}"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from rdlib.kd.cd import CollaborativeDistillation, soft_targets  # noqa: F401
 from rdlib.kd.de import DistillationExperts, default_hidden, one_expert_hidden
+from rdlib.kd.rd import RankingDistillation, discrepancy_weights, position_weights  # noqa: F401
 from rdlib.kd.rrd import RRD, relaxed_ranking_loss, relaxed_ranking_loss_naive
 from rdlib.kd.topk import cached_teacher_topk, file_digest, teacher_topk
 from rdlib.models.base import Recommender
