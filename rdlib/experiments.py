@@ -99,6 +99,7 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
     if store.has(cfg.run_id) and not recompute:
         return cfg.run_id
     started = datetime.now(UTC)
+    git = env.git_state()  # the code that runs is the code at the start, not at the end
     t0 = time.perf_counter()
     split = load_split(cfg.dataset, cfg.protocol, cfg.split_seed, cfg.n_eval_negatives, data_dir)
     torch.manual_seed(cfg.seed)  # initialisation drawn on CPU: same weights on every device
@@ -127,7 +128,7 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
         curve["metric"], curve["k"] = mk.str[0], mk.str[1]
     manifest = {
         "run_id": cfg.run_id, "config": cfg.to_dict(), "config_hash": cfg.config_hash,
-        "git": env.git_state(), "device": cfg.device, "device_name": env.device_name(cfg.device),
+        "git": git, "device": cfg.device, "device_name": env.device_name(cfg.device),
         "versions": env.versions(), "determinism": env.determinism_flags(),
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
