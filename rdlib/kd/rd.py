@@ -50,10 +50,10 @@ WEIGHTINGS: tuple[str, ...] = ("static", "dynamic", "hybrid")
 
 
 def position_weights(K: int, lam: float = 1.0) -> torch.Tensor:
-    """w^a_r = e^{−r/λ} / Σ_{r'=1}^{K} e^{−r'/λ} for r = 1..K → (K,)."""
+    """w^a_r = e^{−r/λ} / Σ_{r'=1}^{K} e^{−r'/λ} for r = 1..K → (K,) float64."""
     r = torch.arange(1, K + 1, dtype=torch.float64)
     w = torch.exp(-r / lam)
-    return (w / w.sum()).float()
+    return w / w.sum()
 
 
 def discrepancy_weights(s_top: torch.Tensor, s_dyn: torch.Tensor, n_items: int,
@@ -169,7 +169,7 @@ class RankingDistillation(Distiller):
     def weights(self, student: Recommender, users: torch.Tensor, s_top: torch.Tensor,
                 epoch: int) -> torch.Tensor:
         """Detached weights ``(B, K)`` for ``users`` (B,) whose top-K scores are ``s_top``."""
-        w_a = self.w_static.expand(users.numel(), -1)  # (B, K)
+        w_a = self.w_static.to(s_top.dtype).expand(users.numel(), -1)  # (B, K)
         if not self.uses_dynamic(epoch):
             return w_a
         if self.dynamic is None:
