@@ -206,6 +206,8 @@ def evaluate_full_ranking(
         eval_users = np.intersect1d(eval_users, req)
     eval_users = eval_users.astype(np.int64)
     n_rel_all = torch.as_tensor(t_csr.counts, device=dev)  # (n_users,)
+    # ranks beyond the largest cutoff only matter for RD's whole-list MAP: otherwise top-K only
+    max_rank = None if "map" in metrics else max(ks)
     users_dev = torch.as_tensor(eval_users, device=dev)  # (n_eval,)
 
     chunks: dict[str, list[Tensor]] = {}
@@ -228,7 +230,7 @@ def evaluate_full_ranking(
                 for csr in x_csrs:
                     r, _, it = csr.entries(u)
                     mask.index_put_((r, it), torch.ones_like(it, dtype=torch.bool))
-            ranks = target_ranks(scores, tp, mask, ties=ties)  # (B, R)
+            ranks = target_ranks(scores, tp, mask, ties=ties, max_rank=max_rank)  # (B, R)
             for name, v in compute_metrics(ranks, n_rel, metrics, ks, ndcg_variant).items():
                 chunks.setdefault(name, []).append(v)
     values = _collect(chunks, metrics, ks)

@@ -490,3 +490,20 @@ def test_bad_input():
         target_ranks(torch.full((2, 5), math.nan), torch.zeros(2, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="candidate_scores"):
         sampled_ranks(torch.zeros(2), torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_topk_fast_path_equals_the_sort_path_up_to_max_rank(ties, seed):
+    """Integer scores make many ties, including at the top-K boundary."""
+    g = torch.Generator().manual_seed(seed)
+    B, n_items, R, K = 16, 40, 6, 7
+    scores = torch.randint(0, 6, (B, n_items), generator=g).double()
+    targets = torch.stack([torch.randperm(n_items, generator=g)[:R] for _ in range(B)])
+    targets[:, -1] = -1  # padding
+    exclude = torch.rand(B, n_items, generator=g) < 0.3
+    slow = target_ranks(scores, targets, exclude, ties=ties)
+    fast = target_ranks(scores, targets, exclude, ties=ties, max_rank=K)
+    expected = slow.masked_fill(slow > K, torch.inf)
+    fast = fast.masked_fill(fast > K, torch.inf)
+    assert torch.equal(fast, expected)
