@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rdlib import env
+from rdlib import distill, env
 from rdlib.config import RunConfig
 from rdlib.evaluate import evaluate_full_ranking, evaluate_sampled
 from rdlib.models import build_model
@@ -96,18 +96,30 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
     store = store or ResultStore()
     if recompute is None:
         recompute = os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
+    kd = cfg.method != "none"
+    if kd:
+        distill.validate(cfg)  # unknown method / option: fail before anything runs
     if store.has(cfg.run_id) and not recompute:
         return cfg.run_id
+    if kd:  # before the clock starts: the teacher's own training is not the student's time
+        teacher_cfg = distill.teacher_config(cfg)
+        teacher = distill.ensure_teacher(cfg, store, data_dir)
     started = datetime.now(UTC)
     git = env.git_state()  # the code that runs is the code at the start, not at the end
     t0 = time.perf_counter()
     split = load_split(cfg.dataset, cfg.protocol, cfg.split_seed, cfg.n_eval_negatives, data_dir)
     torch.manual_seed(cfg.seed)  # initialisation drawn on CPU: same weights on every device
     model = build_model(cfg.model, split.n_users, split.n_items, cfg.dim)
+    distiller = None
+    if kd:  # after the student's init: DE's modules draw from the global RNG seeded above
+        distiller = distill.build_distiller(
+            cfg, teacher, model, split, cache_dir=store.root / "cache" / "teacher_topk",
+            teacher_checkpoint=distill.teacher_checkpoint_path(store, teacher_cfg))
     ckpt = store.root / "checkpoints" / f"{cfg.run_id}.pt"
     if recompute and ckpt.exists():
         ckpt.unlink()
-    out = fit(model, split.train, split.n_items, cfg, make_evaluator(split, cfg), checkpoint=ckpt)
+    out = fit(model, split.train, split.n_items, cfg, make_evaluator(split, cfg),
+              distiller=distiller, checkpoint=ckpt)
 
     rows, per_user = [], {"valid/users": out.valid_users, "test/users": out.test_users}
     for sel in out.selected.values():
@@ -140,6 +152,10 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
         "split": {"protocol": split.protocol, **split.stats()},
         "n_parameters": model.n_parameters(),
     }
+    if kd:
+        manifest["teacher_run_id"] = teacher_cfg.run_id
+        manifest["distiller"] = {"options": distill.validate(cfg),
+                                 **distill.distiller_summary(distiller)}
     store.save(RunRecord(cfg.run_id, manifest, frame, curve, per_user))
     if out.best_state is not None:
         torch.save(out.best_state, store.root / "checkpoints" / f"{cfg.run_id}.best.pt")

@@ -12,7 +12,7 @@ from rdlib.data import mirror
 
 FIX = Path(__file__).parent / "fixtures" / "data"
 FIX_MIRROR = FIX / "mirror"
-USERS_DAT = FIX_MIRROR / "tiny-cite" / "users.dat"
+USERS_DAT = FIX_MIRROR / "tiny-cite" / "library.dat"
 KEYS = {"n_users", "n_items", "n_interactions", "density"}
 
 

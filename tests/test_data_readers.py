@@ -28,7 +28,7 @@ from rdlib.data.mirror import locate_dataset
 
 FIX = Path(__file__).parent / "fixtures" / "data"
 FORMATS_DIR = FIX / "formats"
-USERS_DAT = FIX / "mirror" / "tiny-cite" / "users.dat"
+USERS_DAT = FIX / "mirror" / "tiny-cite" / "library.dat"
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

@@ -133,7 +133,8 @@ def test_project_registry_has_the_required_datasets(monkeypatch):
         (5219, 25181, 125580)
     assert get_spec("citeulike-t-derrd-loo").format == SPLIT_TSV
     for name in names:  # every non-derived file is downloadable from a pinned commit
-        for f in get_spec(name).files:
+        spec = get_spec(name)
+        for f in (*spec.files, *spec.sources):
             for url in f.urls:
                 assert re.match(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[0-9a-f]{40}/",
                                 url), url
@@ -151,7 +152,8 @@ def test_project_registry_matches_provenance(monkeypatch):
     monkeypatch.delenv("RDLIB_REGISTRY", raising=False)
     for name in list_datasets():
         table = _provenance_table(mirror.shared_data_dir() / name / "PROVENANCE.md")
-        for f in get_spec(name).files:
+        spec = get_spec(name)
+        for f in (*spec.files, *spec.sources):
             assert table[f.path] == (f.bytes, f.sha256), (name, f.path)
 
 
@@ -178,13 +180,13 @@ def test_a_root_without_the_dataset_falls_through(tiny):
 
 
 def test_not_found_without_download(tiny):
-    with pytest.raises(DataError, match="dataset 'tiny-cite' not found.*users.dat"):
+    with pytest.raises(DataError, match="dataset .tiny-cite. not found.*library.dat"):
         resolve_dataset_dir("tiny-cite", download=False)
 
 
 def test_checksum_mismatch_names_file_and_both_hashes(tiny):
     root = _copy_mirror(tiny["tmp"] / "bad")
-    target = root / "tiny-cite" / "users.dat"
+    target = root / "tiny-cite" / "library.dat"
     target.write_bytes(target.read_bytes().replace(b"10", b"99", 1))
     expected = get_spec("tiny-cite").files[0].sha256
     with pytest.raises(DataError) as err:

@@ -7,7 +7,9 @@ Resolution order for a dataset ``name`` (each candidate is a *mirror root* that 
 2. the ``RDLIB_DATA_DIR`` environment variable;
 3. ``<repo_root>/../shared/data`` when it exists (the project's read-only mirror);
 4. ``<repo_root>/data/raw`` (git-ignored download cache); when no root has the dataset its
-   files are downloaded there from the upstream URLs in ``data/registry.yaml``.
+   files are downloaded there from the upstream URLs in ``data/registry.yaml``. A dataset with
+   ``derive`` (the DE-RRD split) has its ``sources`` downloaded there instead (e.g. the authors'
+   pickles, sha256-verified) and its files written from them (:mod:`rdlib.data.derrd`).
 
 Falling through to the next root is safe because every file actually used is verified against
 the registry's sha256, whichever root it comes from: a wrong checksum is a DataError (naming
@@ -22,7 +24,7 @@ import os
 import shutil
 from pathlib import Path
 
-from rdlib.data.registry import DatasetSpec, FileSpec, get_spec
+from rdlib.data.registry import DERIVERS, DatasetSpec, FileSpec, get_spec
 from rdlib.data.types import DataError
 from rdlib.paths import repo_root
 
@@ -164,16 +166,30 @@ def _download_file(f: FileSpec, dest: Path, name: str) -> None:
     raise DataError(f"{dest}: download failed from every URL: " + "; ".join(errors))
 
 
+def _is_current(dest: Path, f: FileSpec) -> bool:
+    return dest.is_file() and sha256_file(dest) == f.sha256
+
+
 def download_dataset(name: str, root: Path | None = None) -> Path:
     """Download the registered files of ``name`` into ``<root>/<name>/`` (default root:
-    :func:`download_root`), skipping files already there with the right checksum."""
+    :func:`download_root`), skipping files already there with the right checksum.
+
+    A dataset with ``derive`` gets its ``sources`` downloaded (same checks) and its files
+    written from them by ``DERIVERS[spec.derive]``, then verified against the registry.
+    """
     spec = get_spec(name)
     folder = (root or download_root()) / name
-    for f in spec.files:
-        dest = folder / f.path
-        if dest.is_file() and sha256_file(dest) == f.sha256:
-            continue
-        _download_file(f, dest, name)
+    todo = [f for f in spec.files if not _is_current(folder / f.path, f)]
+    if todo and spec.derive:
+        for s in spec.sources:
+            if not _is_current(folder / s.path, s):
+                _download_file(s, folder / s.path, name)
+        DERIVERS[spec.derive]([folder / s.path for s in spec.sources],
+                              [folder / f.path for f in spec.files])
+        verify_dataset_files(folder, spec)
+        return folder
+    for f in todo:
+        _download_file(f, folder / f.path, name)
     return folder
 
 

@@ -36,7 +36,8 @@ Formats (``read_file(path, fmt)``):
     header (e.g. the DMF Amazon Digital Music file ``user item rating timestamp``).
 
 :func:`read_split_tsv` reads the DE-RRD authors' leave-one-out split as converted to TSV in
-``citeulike-t-derrd-loo/derrd/`` (the original pickles are never unpickled).
+``citeulike-t-derrd-loo/derrd/`` (written from the original pickles by :mod:`rdlib.data.derrd`,
+with a restricted unpickler, when no mirror has them).
 """
 
 from __future__ import annotations
@@ -681,8 +682,8 @@ def read_split_tsv(folder: PathLike) -> dict[str, np.ndarray | int]:
     The files carry the DE-RRD code's own 0-based contiguous ids, kept as they are. Returns
     ``train``/``valid``/``test`` as ``(N, 2)`` int64 ``(user, item)`` arrays and ``n_users`` /
     ``n_items`` = ``max id + 1`` over the three parts (5,219 / 25,181 for CiteULike; the
-    authors' ``counts`` file says one more, a never-used index). The original pickles next to
-    the TSVs are never unpickled.
+    authors' ``counts`` file says one more, a never-used index). Only the TSVs are read here
+    (:mod:`rdlib.data.derrd` writes them from the pickles when no mirror has them).
     """
     folder = Path(folder)
     parts = {p: _read_split_part(folder / f"{p}.tsv") for p in _SPLIT_PARTS}

@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from rdlib.data.derrd import convert_derrd_pickles
 from rdlib.data.readers import FORMATS
 from rdlib.data.types import DataError
 from rdlib.paths import repo_root
 
 __all__ = [
+    "DERIVERS",
     "DatasetSpec",
     "ExpectedStats",
     "FileSpec",
@@ -39,13 +41,18 @@ SPLIT_TSV = "split_tsv"
 
 _FILTER_MODES = ("one_pass", "iterative")
 
+DERIVERS = {"derrd_pickles": convert_derrd_pickles}
+"""``derive`` kinds: ``f(source_paths, output_paths)`` writes a dataset's ``files`` from its
+downloaded ``sources`` (used only when no data root has the files)."""
+
 
 @dataclass(frozen=True)
 class FileSpec:
     """One file of a dataset: its path inside ``<mirror>/<name>/``, checksum, size, sources.
 
     ``urls`` are tried in order when downloading; an empty tuple means the file was derived in
-    the mirror (e.g. the DE-RRD split converted from pickles to TSV) and cannot be downloaded.
+    the mirror (e.g. the DE-RRD split converted from pickles to TSV): it cannot be downloaded
+    itself, only re-derived from the dataset's ``sources`` when the dataset has a ``derive``.
     """
 
     path: str
@@ -97,7 +104,11 @@ class ExpectedStats:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset. ``files`` are exactly the files the loader reads (in order)."""
+    """A registered dataset. ``files`` are exactly the files the loader reads (in order).
+
+    ``derive`` (a key of :data:`DERIVERS`) with ``sources``: when no data root has ``files``,
+    the ``sources`` are downloaded (sha256-verified) and ``files`` are written from them.
+    """
 
     name: str
     format: str
@@ -110,6 +121,8 @@ class DatasetSpec:
     used_by: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     split_dir: str | None = None
+    derive: str | None = None
+    sources: tuple[FileSpec, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -172,7 +185,7 @@ def _parse_preprocessing(entry: dict[str, Any] | None, where: str) -> Preprocess
 
 
 _SPEC_KEYS = {"format", "files", "expected", "preprocessing", "description", "source",
-              "citation", "used_by", "notes", "split_dir"}
+              "citation", "used_by", "notes", "split_dir", "derive", "sources"}
 
 
 def _parse_spec(name: str, entry: dict[str, Any], where: str) -> DatasetSpec:
@@ -192,6 +205,13 @@ def _parse_spec(name: str, entry: dict[str, Any], where: str) -> DatasetSpec:
                                 for k in ExpectedStats.__dataclass_fields__})
     if fmt == SPLIT_TSV and not entry.get("split_dir"):
         raise DataError(f"{where}: format {SPLIT_TSV} needs 'split_dir'")
+    derive = entry.get("derive")
+    sources = tuple(_parse_file(f, f"{where} source {i}")
+                    for i, f in enumerate(entry.get("sources") or ()))
+    if derive is not None and derive not in DERIVERS:
+        raise DataError(f"{where}: unknown derive {derive!r}; expected one of {sorted(DERIVERS)}")
+    if bool(derive) != bool(sources):
+        raise DataError(f"{where}: 'derive' and 'sources' must be given together")
     return DatasetSpec(
         name=name, format=fmt, files=files, expected=expected,
         preprocessing=_parse_preprocessing(entry.get("preprocessing"), f"{where} preprocessing"),
@@ -199,7 +219,7 @@ def _parse_spec(name: str, entry: dict[str, Any], where: str) -> DatasetSpec:
         source=str(entry.get("source", "")).strip(),
         citation=str(entry.get("citation", "")).strip(),
         used_by=tuple(entry.get("used_by") or ()), notes=tuple(entry.get("notes") or ()),
-        split_dir=entry.get("split_dir"))
+        split_dir=entry.get("split_dir"), derive=derive, sources=sources)
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,214 @@
+"""Knowledge-distillation runs: the teacher a student config names, and the distiller it trains
+with.
+
+A student is an ordinary :class:`~rdlib.config.RunConfig` with ``method`` in :data:`METHODS`
+and ``extra`` holding
+
+* ``"teacher"``: a dict of RunConfig fields merged over the student's own config (with
+  ``method="none"``, ``role="teacher"`` and ``extra={}`` unless the dict sets ``extra``), e.g.
+  ``{"model": "bpr", "dim": 200}``. The teacher is therefore an ordinary run with its own
+  ``run_id`` (``role`` is a label, so a baseline with the same config *is* the teacher);
+* method options (:data:`OPTIONS`; unknown names are an error naming the allowed ones).
+  Defaults follow the official code (methods.md §2): DE λ_DE = 0.01, M = 30 experts (Gumbel
+  selection); RRD λ_RRD = 0.001, K = L = 40, T = 10, teacher list of 500; DE-RRD both. RD
+  uses :class:`~rdlib.kd.rd.RankingDistillation`'s official defaults (α = 1, K = 10), CD
+  :class:`~rdlib.kd.cd.CollaborativeDistillation`'s (λ = 0.01, 10 samples; no official code)
+  with a teacher list of 500 (the RRD list, shared through the cache).
+
+Options are hashed as given (``extra`` is part of the config hash): spelling out a default
+(``{"lmbda_de": 0.01}``) gives a different ``run_id`` than leaving it out, although the numbers
+are the same; the manifest records the resolved options.
+
+Teacher checkpoints: :func:`ensure_teacher` runs (or finds) the teacher with
+:func:`~rdlib.experiments.run_experiment` and loads ``<store.root>/checkpoints/<id>.best.pt``.
+Checkpoints are git-ignored, so in a fresh clone the teacher's *results* are in the store but its
+weights are not: the teacher is then **retrained** (``recompute=True``) — same config and seed,
+so on CPU the same weights and numbers, which are re-stored. Otherwise the teacher is never
+recomputed on behalf of a student, not even with ``recompute=True`` / ``RDLIB_RECOMPUTE=1`` for
+the student (a grid of students would retrain it once per student); recompute the teacher's own
+config to refresh it.
+
+Teacher top lists (RD, CD, RRD) come from :func:`~rdlib.kd.topk.cached_teacher_topk` under
+``<store.root>/cache/teacher_topk/<teacher run_id>.pt``, keyed by the SHA-256 of the teacher
+checkpoint: a retrained teacher invalidates them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rdlib.config import RunConfig
+from rdlib.kd import RRD, DistillationExperts, DistillerSum, cached_teacher_topk, teacher_topk
+from rdlib.kd.cd import CollaborativeDistillation
+from rdlib.kd.rd import RankingDistillation
+from rdlib.models import build_model
+from rdlib.models.base import Recommender
+from rdlib.protocols import Split
+from rdlib.results import ResultStore
+from rdlib.training import Distiller
+
+_DE = {"lmbda_de": 0.01, "n_experts": 30, "selection": "gumbel", "expert_hidden": None}
+_RRD = {"lmbda_rrd": 0.001, "K": 40, "L": 40, "T": 10.0, "top_n": 500, "variant": "relaxed",
+        "sampling": "rank"}
+
+#: method → its options in ``cfg.extra`` and their defaults (besides ``"teacher"``).
+OPTIONS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "rd": {"lmbda_rd": 1.0, "K": 10, "lam": 1.0, "mu": 0.1, "n_dynamic_samples": 100,
+           "dynamic_start_epoch": 10, "weighting": "hybrid", "renormalize": True},
+    "cd": {"lmbda_cd": 0.01, "n_samples": 10, "top_n": 500, "T": 1.0, "t1": 2.0, "t2": 0.0,
+           "strategy": "teacher"},
+    "de": _DE,
+    "rrd": _RRD,
+    "de-rrd": {**_DE, **_RRD},
+}
+METHODS: tuple[str, ...] = tuple(OPTIONS)
+
+
+def validate(cfg: RunConfig) -> dict[str, Any]:
+    """Check ``cfg.method`` and ``cfg.extra``; return the method's options with defaults filled.
+
+    Raises:
+        ValueError: unknown method, unknown option (naming the allowed ones), or a KD method
+            without ``extra["teacher"]``.
+    """
+    if cfg.method not in OPTIONS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
+    if cfg.method == "none":
+        return {}
+    allowed = OPTIONS[cfg.method]
+    unknown = sorted(set(cfg.extra) - set(allowed) - {"teacher"})
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for method {cfg.method!r}; "
+                         f"allowed: {['teacher', *sorted(allowed)]}")
+    if not isinstance(cfg.extra.get("teacher"), dict):
+        raise ValueError(f"method {cfg.method!r} needs extra['teacher'], a dict of RunConfig "
+                         f"fields such as {{'model': 'bpr', 'dim': 200}}")
+    return {**allowed, **{k: v for k, v in cfg.extra.items() if k != "teacher"}}
+
+
+def teacher_config(cfg: RunConfig) -> RunConfig:
+    """The teacher's config: ``extra["teacher"]`` merged over the student's config, with
+    ``method="none"``, ``role="teacher"`` and ``extra={}`` (unless the teacher dict sets it)."""
+    validate(cfg)
+    if cfg.method == "none":
+        raise ValueError("method 'none' has no teacher")
+    spec = dict(cfg.extra["teacher"])
+    if spec.get("method", "none") != "none":
+        raise ValueError(f"the teacher is trained plainly: teacher method must be 'none', "
+                         f"got {spec['method']!r}")
+    return RunConfig.from_dict({**cfg.to_dict(), "method": "none", "role": "teacher",
+                                "extra": {}, **spec})
+
+
+def teacher_checkpoint_path(store: ResultStore, tcfg: RunConfig) -> Path:
+    """Where :func:`~rdlib.experiments.run_experiment` saves the teacher's best weights."""
+    return store.root / "checkpoints" / f"{tcfg.run_id}.best.pt"
+
+
+def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = None
+                   ) -> Recommender:
+    """Train (or find) the teacher of ``cfg`` and return it loaded, in eval mode, on
+    ``cfg.device``.
+
+    A stored teacher run whose ``.best.pt`` is missing (a fresh clone: checkpoints are not
+    committed) is retrained with ``recompute=True``; a stored run with its checkpoint is reused
+    as is, whatever the student's ``recompute``.
+    """
+    from rdlib.experiments import load_split, run_experiment  # experiments imports this module
+
+    tcfg = teacher_config(cfg)
+    ckpt = teacher_checkpoint_path(store, tcfg)
+    missing = store.has(tcfg.run_id) and not ckpt.is_file()
+    run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing)
+    if not ckpt.is_file():
+        raise RuntimeError(f"teacher {tcfg.run_id} finished without a checkpoint at {ckpt}")
+    split = load_split(tcfg.dataset, tcfg.protocol, tcfg.split_seed, tcfg.n_eval_negatives,
+                       data_dir)
+    teacher = build_model(tcfg.model, split.n_users, split.n_items, tcfg.dim)
+    teacher.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    teacher.requires_grad_(False)
+    return teacher.to(cfg.device).eval()
+
+
+def _all_repr(fn, n: int, device: torch.device) -> torch.Tensor:
+    with torch.no_grad():
+        return fn(torch.arange(n, device=device)).detach().float()  # (n, d)
+
+
+def build_distiller(cfg: RunConfig, teacher: Recommender | None, student: Recommender,
+                    split: Split, *, cache_dir: str | Path | None = None,
+                    teacher_checkpoint: str | Path | None = None) -> Distiller | None:
+    """The distiller of ``cfg.method`` (``None`` for ``"none"``).
+
+    Teacher top lists are cached in ``cache_dir/<teacher checkpoint stem>.pt`` keyed by the
+    checkpoint's digest when both ``cache_dir`` and ``teacher_checkpoint`` are given, else
+    computed. Module parameters (DE's experts and gates) are drawn from the global torch RNG.
+    """
+    opts = validate(cfg)
+    if cfg.method == "none":
+        return None
+    if teacher is None:
+        raise ValueError(f"method {cfg.method!r} needs a teacher")
+    device = torch.device(cfg.device)
+    teacher = teacher.to(device).eval()
+
+    def topk(k: int) -> torch.Tensor:
+        if cache_dir is not None and teacher_checkpoint is not None:
+            name = Path(teacher_checkpoint).name.removesuffix(".best.pt")
+            return cached_teacher_topk(Path(cache_dir) / f"{name}.pt", teacher, split.train,
+                                       split.n_users, split.n_items, k,
+                                       checkpoint=teacher_checkpoint,
+                                       batch_size=cfg.eval_batch_size, device=device)
+        return teacher_topk(teacher, split.train, split.n_users, split.n_items, k,
+                            batch_size=cfg.eval_batch_size, device=device)
+
+    parts: list[Distiller] = []
+    if cfg.method == "rd":
+        parts.append(RankingDistillation(
+            topk(opts["K"]), split.train, split.n_items, lmbda=opts["lmbda_rd"], K=opts["K"],
+            lam=opts["lam"], mu=opts["mu"], n_dynamic_samples=opts["n_dynamic_samples"],
+            dynamic_start_epoch=opts["dynamic_start_epoch"], weighting=opts["weighting"],
+            renormalize=opts["renormalize"], seed=cfg.seed))
+    if cfg.method == "cd":
+        parts.append(CollaborativeDistillation(
+            teacher, topk(opts["top_n"]), split.train, split.n_items, lmbda=opts["lmbda_cd"],
+            n_samples=opts["n_samples"], top_n=opts["top_n"], T=opts["T"], t1=opts["t1"],
+            t2=opts["t2"], strategy=opts["strategy"], seed=cfg.seed))
+    if cfg.method in ("de", "de-rrd"):
+        for name in ("user_repr", "item_repr"):
+            if not hasattr(student, name) or not hasattr(teacher, name):
+                raise ValueError(f"DE needs {name}() on the student ({type(student).__name__}) "
+                                 f"and the teacher ({type(teacher).__name__})")
+        probe = torch.zeros(1, dtype=torch.long, device=next(student.parameters()).device)
+        with torch.no_grad():
+            student_dim = int(student.user_repr(probe).shape[-1])
+        parts.append(DistillationExperts(
+            _all_repr(teacher.user_repr, split.n_users, device),
+            _all_repr(teacher.item_repr, split.n_items, device), student_dim,
+            n_experts=opts["n_experts"], lmbda=opts["lmbda_de"], selection=opts["selection"],
+            expert_hidden=opts["expert_hidden"], seed=cfg.seed))
+    if cfg.method in ("rrd", "de-rrd"):
+        parts.append(RRD(
+            topk(opts["top_n"]), split.train, split.n_items, lmbda=opts["lmbda_rrd"],
+            K=opts["K"], L=opts["L"], T=opts["T"], top_n=opts["top_n"],
+            variant=opts["variant"], sampling=opts["sampling"], teacher=teacher,
+            seed=cfg.seed))
+    return parts[0] if len(parts) == 1 else DistillerSum(*parts)
+
+
+def distiller_summary(distiller: Distiller) -> dict[str, Any]:
+    """Parameter counts for the manifest: ``n_parameters`` (trainable, all parts) and, where a
+    part reports its own (DE: gates/experts/total), that breakdown under the part's class."""
+    out: dict[str, Any] = {
+        "class": type(distiller).__name__,
+        "n_parameters": sum(p.numel() for p in distiller.parameters() if p.requires_grad)}
+    parts = distiller.parts if isinstance(distiller, DistillerSum) else [distiller]
+    for part in parts:
+        counts = getattr(part, "n_parameters", None)
+        if callable(counts):
+            out[type(part).__name__] = counts()
+    return out

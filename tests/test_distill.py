@@ -1,0 +1,135 @@
+"""KD students through run_experiment on the synthetic log: every method end to end, the teacher
+trained once and reused, retrained when its checkpoint is missing, clear errors, distinct ids."""
+
+import pytest
+
+import rdlib.experiments as ex
+from rdlib import distill
+from rdlib.config import RunConfig
+from rdlib.experiments import run_experiment
+from rdlib.results import ResultStore
+
+BASE = dict(dataset="synthetic", protocol="loo_sampled", dim=4, epochs=2, batch_size=512,
+            lr=0.01, weight_decay=0.0, patience=0, n_eval_negatives=50, progress=False)
+TEACHER = {"dim": 8}
+SMALL = {  # sized to the synthetic log (300 items, ~18 training items per user)
+    "rd": {"K": 5, "n_dynamic_samples": 20},
+    "cd": {"top_n": 50, "n_samples": 5},
+    "de": {"n_experts": 3},
+    "rrd": {"top_n": 50, "K": 5, "L": 5},
+    "de-rrd": {"n_experts": 3, "top_n": 50, "K": 5, "L": 5},
+}
+
+
+def student(method: str, **options) -> RunConfig:
+    return RunConfig(**BASE, method=method, role="student",
+                     extra={"teacher": TEACHER, **SMALL[method], **options})
+
+
+def count_fits(monkeypatch) -> list[str]:
+    """Record the run_id of every training run (the teacher's fit and the students')."""
+    calls: list[str] = []
+    real = ex.fit
+
+    def spy(model, train, n_items, cfg, *a, **k):
+        calls.append(cfg.run_id)
+        return real(model, train, n_items, cfg, *a, **k)
+    monkeypatch.setattr(ex, "fit", spy)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["rd", "cd", "de", "rrd", "de-rrd"])
+def test_each_method_runs_end_to_end(tmp_path, method):
+    store = ResultStore(tmp_path)
+    cfg = student(method)
+    rid = run_experiment(cfg, store=store)
+    rows = store.metrics(rid)
+    assert len(rows) and rows["value"].between(0, 1).all()
+    assert set(rows["method"]) == {method}
+    m = store.manifest(rid)
+    tcfg = distill.teacher_config(cfg)
+    assert m["teacher_run_id"] == tcfg.run_id and store.has(tcfg.run_id)
+    assert store.manifest(tcfg.run_id)["config"]["role"] == "teacher"
+    assert m["distiller"]["n_parameters"] >= 0
+    if "de" in method.split("-"):
+        de = m["distiller"]["DistillationExperts"]
+        assert de["gates"] > 0 and de["experts"] > 0
+        assert m["distiller"]["n_parameters"] == de["total"]
+    assert (tmp_path / "checkpoints" / f"{rid}.best.pt").is_file()
+
+
+def test_teacher_config_merges_over_student():
+    cfg = student("de", lmbda_de=0.1)
+    t = distill.teacher_config(cfg)
+    assert (t.dim, t.method, t.role, t.extra) == (8, "none", "teacher", {})
+    assert (t.dataset, t.epochs, t.lr, t.n_eval_negatives) == (cfg.dataset, 2, 0.01, 50)
+    # the teacher is the plain run of that config: a baseline with it shares the run id
+    assert t.run_id == RunConfig(**{**BASE, "dim": 8}).run_id
+
+
+def test_teacher_trained_once_and_topk_cached(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    calls = count_fits(monkeypatch)
+    a, b = student("rrd"), student("rrd", lmbda_rrd=0.01)
+    tid = distill.teacher_config(a).run_id
+    run_experiment(a, store=store)
+    cache = tmp_path / "cache" / "teacher_topk" / f"{tid}.pt"
+    assert cache.is_file()
+    stamp = cache.stat().st_mtime_ns
+    run_experiment(b, store=store)
+    assert calls == [tid, a.run_id, b.run_id]  # the teacher trained once, for the first student
+    assert cache.stat().st_mtime_ns == stamp  # the second student read the cached top list
+    assert store.manifest(b.run_id)["teacher_run_id"] == tid
+
+
+def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    a, b = student("de"), student("de", lmbda_de=0.1)
+    tcfg = distill.teacher_config(a)
+    run_experiment(a, store=store)
+    ckpt = distill.teacher_checkpoint_path(store, tcfg)
+    before = ckpt.read_bytes()
+    ckpt.unlink()  # a fresh clone: results committed, checkpoints not
+    calls = count_fits(monkeypatch)
+    run_experiment(b, store=store)
+    assert calls == [tcfg.run_id, b.run_id]
+    assert ckpt.read_bytes() == before  # same config and seed on CPU: the same weights
+
+
+def test_unknown_method_is_named(tmp_path):
+    cfg = RunConfig(**BASE, method="kd-magic", extra={"teacher": TEACHER})
+    with pytest.raises(ValueError, match="unknown method 'kd-magic'.*'de-rrd'"):
+        run_experiment(cfg, store=ResultStore(tmp_path))
+
+
+def test_unknown_option_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown option.*'lmbda'.*allowed.*'lmbda_de'"):
+        run_experiment(student("de", lmbda=0.1), store=ResultStore(tmp_path))
+    # RRD options are not DE's
+    with pytest.raises(ValueError, match=r"'top_n'.*method 'de'"):
+        distill.validate(student("de", top_n=10))
+    with pytest.raises(ValueError, match="needs extra\\['teacher'\\]"):
+        distill.validate(RunConfig(**BASE, method="rrd"))
+    with pytest.raises(ValueError, match="teacher method must be 'none'"):
+        distill.teacher_config(RunConfig(**BASE, method="de",
+                                         extra={"teacher": {"method": "de"}}))
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_run_ids_differ_between_methods_and_options():
+    ids = {student(m).run_id for m in SMALL}
+    ids |= {student("de", lmbda_de=0.1).run_id, student("de", n_experts=5).run_id,
+            RunConfig(**BASE).run_id}
+    assert len(ids) == len(SMALL) + 3
+    # a plain run's id does not depend on this module (no new hashed field)
+    assert "extra" not in RunConfig(**BASE).hash_dict()
+
+
+def test_student_numbers_do_not_depend_on_where_the_teacher_came_from(tmp_path):
+    cfg = student("de-rrd")
+    fresh = ResultStore(tmp_path / "fresh")  # the teacher trained inside the student's call
+    run_experiment(cfg, store=fresh)
+    warm = ResultStore(tmp_path / "warm")  # the teacher already stored
+    run_experiment(distill.teacher_config(cfg), store=warm)
+    run_experiment(cfg, store=warm)
+    assert fresh.metrics(cfg.run_id)["value"].tolist() == warm.metrics(cfg.run_id)["value"].tolist()
