@@ -21,6 +21,7 @@ import torch
 from rdlib import distill, env
 from rdlib.config import RunConfig
 from rdlib.evaluate import evaluate_full_ranking, evaluate_sampled
+from rdlib.metrics import split_metric_name
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split, loo_from_fixed_split, loo_sampled, random_holdout, temporal
@@ -85,11 +86,6 @@ def make_evaluator(split: Split, cfg: RunConfig):
     return evaluate_full
 
 
-def _split_metric(name: str) -> tuple[str, int]:
-    metric, _, k = name.partition("@")
-    return metric, int(k) if k else 0
-
-
 def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
                    data_dir: str | None = None, recompute: bool | None = None) -> str:
     """Run ``cfg`` unless the store already holds it; return its ``run_id``."""
@@ -125,7 +121,7 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
     for sel in out.selected.values():
         for which, values in (("valid", sel.valid), ("test", sel.test)):
             for name, v in values.items():
-                metric, k = _split_metric(name)
+                metric, k = split_metric_name(name)
                 rows.append({"split": which, "metric": metric, "k": k,
                              "value": float(np.mean(v)), "epoch": sel.epoch})
                 per_user[f"{which}/{name}"] = np.asarray(v, dtype=np.float32)
@@ -136,7 +132,7 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
         subset=["split", "metric", "k"])
     curve = out.curve.copy()
     if not curve.empty:
-        mk = curve["metric"].map(_split_metric)
+        mk = curve["metric"].map(split_metric_name)
         curve["metric"], curve["k"] = mk.str[0], mk.str[1]
     manifest = {
         "run_id": cfg.run_id, "config": cfg.to_dict(), "config_hash": cfg.config_hash,

@@ -69,15 +69,10 @@ def _write_registry(path: Path, pickles: dict[str, bytes]) -> None:
 
 
 @pytest.fixture
-def env(monkeypatch, tmp_path):
+def env(monkeypatch, isolated_mirror):
     """Empty shared mirror and download cache in ``tmp_path``; ``setup(pickles, served)``
     registers ``pickles`` and makes the fake fetch serve ``served`` (default: the same)."""
-    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
-    shared, cache = tmp_path / "shared", tmp_path / "cache"
-    shared.mkdir()
-    monkeypatch.setattr(mirror, "shared_data_dir", lambda: shared)
-    monkeypatch.setattr(mirror, "download_root", lambda: cache)
-    monkeypatch.setattr(mirror, "_verified", {})
+    tmp_path = isolated_mirror["tmp"]
     log: list[str] = []
 
     def setup(pickles: dict[str, bytes], served: dict[str, bytes] | None = None) -> list[str]:
@@ -92,7 +87,7 @@ def env(monkeypatch, tmp_path):
         monkeypatch.setattr(mirror, "fetch", fetch)
         return log
 
-    return {"setup": setup, "cache": cache, "shared": shared, "tmp": tmp_path}
+    return {"setup": setup, **isolated_mirror}
 
 
 @pytest.fixture

@@ -35,16 +35,10 @@ WEB_BYTES = b"0 1 2\n1 2\n"
 
 
 @pytest.fixture
-def tiny(monkeypatch, tmp_path):
+def tiny(monkeypatch, isolated_mirror):
     """The tiny registry, with empty temporary shared mirror and download cache."""
     monkeypatch.setenv("RDLIB_REGISTRY", str(FIX / "registry.yaml"))
-    monkeypatch.delenv(mirror.ENV_VAR, raising=False)
-    shared, cache = tmp_path / "shared", tmp_path / "cache"
-    shared.mkdir()
-    monkeypatch.setattr(mirror, "shared_data_dir", lambda: shared)
-    monkeypatch.setattr(mirror, "download_root", lambda: cache)
-    monkeypatch.setattr(mirror, "_verified", {})
-    return {"shared": shared, "cache": cache, "tmp": tmp_path}
+    return isolated_mirror
 
 
 def _copy_mirror(dest: Path, name: str = "tiny-cite") -> Path:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from rdlib.kd.topk import teacher_topk as ranked_unobserved
 from rdlib.models.base import Recommender
+from rdlib.sampling import draw_positions, seeded_generator
 from rdlib.training import Distiller
 
 STRATEGIES: tuple[str, ...] = ("teacher", "student")
@@ -99,22 +100,13 @@ class CollaborativeDistillation(Distiller):
         self.targets: torch.Tensor | None = None  # (U, n) their soft targets
 
     def _generator(self) -> torch.Generator:
-        dev = self.top.device
-        if self._gen is None or self._gen.device != dev:
-            self._gen = torch.Generator(device=dev)
-            self._gen.manual_seed(self.seed)
+        self._gen = seeded_generator(self._gen, self.seed, self.top.device)
         return self._gen
 
     def sample_positions(self) -> torch.Tensor:
         """``(U, n)`` distinct 0-based list positions, p ∝ exp(−pos/(N·T)), in draw order."""
-        gen = self._generator()
-        out = torch.empty((self.n_users, self.n_samples), dtype=torch.long,
-                          device=self.top.device)
-        for a in range(0, self.n_users, self.chunk_users):
-            b = min(a + self.chunk_users, self.n_users)
-            w = self.pos_weights.expand(b - a, -1).contiguous()  # (C, N)
-            out[a:b] = torch.multinomial(w, self.n_samples, replacement=False, generator=gen)
-        return out
+        return draw_positions(self.pos_weights, self.n_users, self.n_samples, self._generator(),
+                              self.chunk_users)
 
     @torch.no_grad()
     def ranked_list(self, student: Recommender) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from rdlib.models.base import Recommender
+from rdlib.sampling import seeded_generator
 from rdlib.training import Distiller
 
 SELECTIONS: tuple[str, ...] = ("gumbel", "attention")
@@ -144,9 +145,7 @@ class DistillationExperts(Distiller):
         return {"gates": gates, "experts": experts, "total": gates + experts}
 
     def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device)
-            self._gen.manual_seed(self.seed)
+        self._gen = seeded_generator(self._gen, self.seed, device)
         return self._gen
 
     def selection_weights(self, gate: nn.Linear | None, h_t: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from rdlib.models.base import Recommender
+from rdlib.sampling import sample_unobserved, seeded_generator
 from rdlib.training import Distiller
 
 WEIGHTINGS: tuple[str, ...] = ("static", "dynamic", "hybrid")
@@ -125,34 +126,15 @@ class RankingDistillation(Distiller):
         self.dynamic: torch.Tensor | None = None  # (U, ε) this epoch's samples
 
     def _generator(self) -> torch.Generator:
-        dev = self.top.device
-        if self._gen is None or self._gen.device != dev:
-            self._gen = torch.Generator(device=dev)
-            self._gen.manual_seed(self.seed)
+        self._gen = seeded_generator(self._gen, self.seed, self.top.device)
         return self._gen
-
-    def _observed(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        q = users[:, None] * self.n_items + items  # (R, C)
-        if self.train_keys.numel() == 0:
-            return torch.zeros_like(q, dtype=torch.bool)
-        idx = torch.searchsorted(self.train_keys, q).clamp_(max=self.train_keys.numel() - 1)
-        return self.train_keys[idx] == q  # (R, C)
 
     def sample_dynamic(self) -> torch.Tensor:
         """``(U, ε)`` items i.i.d. uniform over each user's non-training items (entry-wise
         rejection: rejected entries are redrawn, which keeps each entry uniform)."""
-        dev = self.top.device
-        gen = self._generator()
-        users = torch.arange(self.n_users, device=dev)
-        out = torch.randint(self.n_items, (self.n_users, self.n_dynamic_samples), device=dev,
-                            generator=gen)  # (U, ε)
-        bad = self._observed(users, out)  # (U, ε)
-        while bad.any():
-            rows, cols = bad.nonzero(as_tuple=True)  # (R,), (R,)
-            new = torch.randint(self.n_items, (rows.numel(),), device=dev, generator=gen)
-            out[rows, cols] = new
-            bad[rows, cols] = self._observed(rows, new[:, None])[:, 0]
-        return out
+        users = torch.arange(self.n_users, device=self.top.device)
+        return sample_unobserved(self.train_keys, users, self.n_dynamic_samples, self.n_items,
+                                 self._generator())  # (U, ε)
 
     @torch.no_grad()
     def start_epoch(self, epoch: int, student: Recommender) -> None:

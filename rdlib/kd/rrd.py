@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from rdlib.models.base import Recommender
+from rdlib.sampling import draw_positions, in_sorted_keys, seeded_generator
 from rdlib.training import Distiller
 
 VARIANTS: tuple[str, ...] = ("relaxed", "full", "interesting_only")
@@ -140,10 +141,7 @@ class RRD(Distiller):
 
     # ------------------------------------------------------------------ sampling
     def _generator(self) -> torch.Generator:
-        dev = self.top.device
-        if self._gen is None or self._gen.device != dev:
-            self._gen = torch.Generator(device=dev)
-            self._gen.manual_seed(self.seed)
+        self._gen = seeded_generator(self._gen, self.seed, self.top.device)
         return self._gen
 
     def sample_positions(self) -> torch.Tensor:
@@ -151,18 +149,9 @@ class RRD(Distiller):
         dev = self.top.device
         if self.sampling == "top":
             return torch.arange(self.K, device=dev).expand(self.n_users, -1)
-        gen = self._generator()
-        out = torch.empty((self.n_users, self.K), dtype=torch.long, device=dev)
-        for a in range(0, self.n_users, self.chunk_users):
-            b = min(a + self.chunk_users, self.n_users)
-            w = self.rank_weights.expand(b - a, -1).contiguous()  # (C, N)
-            out[a:b] = torch.multinomial(w, self.K, replacement=False, generator=gen)
+        out = draw_positions(self.rank_weights, self.n_users, self.K, self._generator(),
+                             self.chunk_users)  # (U, K) in draw order
         return out.sort(dim=1).values  # (U, K)
-
-    def _is_forbidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        q = users[:, None] * self.n_items + items  # (R, C)
-        idx = torch.searchsorted(self.forbidden, q).clamp_(max=self.forbidden.numel() - 1)
-        return self.forbidden[idx] == q  # (R, C)
 
     def sample_uninteresting(self) -> torch.Tensor:
         """``(U, L)`` distinct items per user, uniform among items in neither the user's training
@@ -184,7 +173,7 @@ class RRD(Distiller):
         while pending.numel():
             r = pending.numel()
             cand = torch.randint(self.n_items, (r, n_cand), device=dev, generator=gen)  # (R, C)
-            ok = ~self._is_forbidden(pending, cand)  # (R, C)
+            ok = ~in_sorted_keys(self.forbidden, pending[:, None] * self.n_items + cand)  # (R, C)
             # keep only the first occurrence of each item in the row
             srt, order = torch.sort(cand, dim=1, stable=True)  # (R, C)
             dup_sorted = torch.zeros_like(ok)
