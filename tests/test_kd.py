@@ -244,6 +244,34 @@ def test_de_loss_equals_brute_force():
     assert got.item() == pytest.approx(0.3 * want, rel=1e-4)
 
 
+@pytest.mark.parametrize("tau", [1e-3, 1e-1, 1.0])
+def test_sparse_expert_mixture_equals_dense_with_gradients(tau):
+    """The sparse path (only non-zero selection weights, grouped per expert) gives the dense
+    path's output and the same gradients for the student, the experts and the gate."""
+    torch.manual_seed(3)
+    d_t, d_s, n_exp = 16, 5, 8
+    de = DistillationExperts(torch.randn(40, d_t), torch.randn(3, d_t), d_s, n_experts=n_exp)
+    de.tau = tau
+    x = torch.randn(40, d_s, requires_grad=True)
+    results = []
+    for sparse_below in (0.0, 1.0):  # 0: always dense; 1: always sparse
+        de.zero_grad()
+        x.grad = None
+        de._gen = None  # same Gumbel draw in both passes
+        s = de.selection_weights(de.user_gate, de.t_user)  # (40, M)
+        out = de.user_experts.mix(x, s, sparse_below=sparse_below)  # (40, d_t)
+        (out * torch.linspace(-1, 1, d_t)).pow(2).sum().backward()
+        grads = [x.grad.clone()] + [p.grad.clone() for p in (*de.user_experts.parameters(),
+                                                             *de.user_gate.parameters())]
+        results.append((out.detach(), grads))
+    (dense, g_dense), (sparse, g_sparse) = results
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    for a, b in zip(g_dense, g_sparse, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    if tau == 1e-3:  # the case the sparse path is for: (nearly) one expert per row
+        assert int((s != 0).sum()) < 2 * 40
+
+
 def test_gumbel_with_small_temperature_selects_one_expert():
     de, student, tu, _ = _de(n_experts=6)
     de.tau = 1e-6

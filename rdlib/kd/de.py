@@ -71,9 +71,44 @@ class ExpertSet(nn.Module):
             nn.init.uniform_(p, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, d_in) → every expert's output (B, M, d_out)."""
+        """``x`` (B, d_in) → every expert's output (B, M, d_out) (for tests and analysis)."""
         h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
         return torch.einsum("bmh,mho->bmo", h, self.w2) + self.b2  # (B, M, d_t)
+
+    def mix(self, x: torch.Tensor, s: torch.Tensor, sparse_below: float = 0.25
+            ) -> torch.Tensor:
+        """Σ_m s_m E_m(x): ``x`` (B, d_in), weights ``s`` (B, M) → (B, d_out).
+
+        Dense: Σ_m W2_m (s_m h_m) + s·b2, one (B, M·h) × (M·h, d_out) GEMM instead of M expert
+        outputs of (B, d_out) each; the same sum, reassociated.
+
+        Sparse: Gumbel selection at a low temperature makes most weights exactly 0 (the softmax
+        underflows). Then only the non-zero (row, expert) pairs are computed: they are grouped
+        by expert into a zero-padded (M, P_max, d_in) batch and run through one ``bmm`` per
+        layer. Skipping a term whose weight is exactly 0 changes neither the output nor any
+        gradient: the term and its gradients are multiplied by 0, and the softmax backward
+        multiplies the gradient of a zero weight by that weight (padding rows carry weight 0
+        too). Used when the padded batch is at most ``sparse_below`` of the dense one.
+        """
+        n_rows, n_exp = s.shape
+        rows, experts = (s != 0).nonzero(as_tuple=True)  # (P,), (P,): sorted by row
+        counts = torch.bincount(experts, minlength=n_exp)  # (M,)
+        p_max = int(counts.max())
+        if n_exp == 1 or p_max > sparse_below * n_rows:
+            h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
+            hs = (h * s.unsqueeze(2)).reshape(n_rows, -1)  # (B, M·h)
+            return hs @ self.w2.reshape(-1, self.w2.shape[2]) + s @ self.b2  # (B, d_out)
+        order = torch.argsort(experts, stable=True)
+        rows, experts = rows[order], experts[order]  # grouped by expert
+        starts = torch.cumsum(counts, 0) - counts  # (M,) first pair of each expert
+        slot = torch.arange(rows.numel(), device=x.device) - starts[experts]  # (P,)
+        x_pad = x.new_zeros(n_exp, p_max, x.shape[1])  # (M, P_max, d_in)
+        x_pad = x_pad.index_put((experts, slot), x[rows])
+        w_pad = s.new_zeros(n_exp, p_max, 1).index_put((experts, slot),
+                                                       s[rows, experts].unsqueeze(1))
+        h = torch.relu(torch.bmm(x_pad, self.w1) + self.b1.unsqueeze(1))  # (M, P_max, h)
+        y = (torch.bmm(h, self.w2) + self.b2.unsqueeze(1)) * w_pad  # (M, P_max, d_out)
+        return x.new_zeros(n_rows, y.shape[2]).index_add(0, rows, y[experts, slot])  # (B, d_out)
 
 
 class DistillationExperts(Distiller):
@@ -163,7 +198,7 @@ class DistillationExperts(Distiller):
                     h_t: torch.Tensor) -> torch.Tensor:
         """ĥ = Σ_m s_m E_m(h_s): ``(B, d_s)``, ``(B, d_t)`` → ``(B, d_t)``."""
         s = self.selection_weights(gate, h_t)  # (B, M)
-        return torch.einsum("bm,bmo->bo", s, experts(h_s))  # (B, d_t)
+        return experts.mix(h_s, s)  # (B, d_t)
 
     def side_loss(self, experts: ExpertSet, gate: nn.Linear | None, h_s: torch.Tensor,
                   h_t: torch.Tensor) -> torch.Tensor:
