@@ -1,0 +1,305 @@
+"""The DE-RRD chapter (Kang et al., CIKM 2020): its grid of runs, Table 2 beside the paper, the
+paired significance tests and the claim checks of ``shared/research/papers.md`` §2.10.
+
+The chapter notebook stays thin: it asks :func:`chapter_grid` for configs, runs the missing
+ones with :func:`~rdlib.experiments.run_experiment`, and draws every table from the result store
+with the functions below. The paper's numbers are read from ``data/paper_results.csv``.
+
+Cells of Table 2 are a *setting* (dataset × base model) and a *method*:
+
+* ``Teacher``: the base model at d = 200, trained plainly, seed 0 only (the students of every
+  seed distil from this one teacher, as the paper's single teacher file);
+* ``Student``: the base model at d = φ·200 trained plainly;
+* ``RD``, ``CD``, ``DE``, ``RRD``, ``DE-RRD``: the student trained with that method
+  (:mod:`rdlib.distill`), its teacher named in ``extra``.
+
+A student of seed s starts from the same initial weights as the plain student of seed s (the
+model is built right after ``torch.manual_seed(s)``), so runs pair naturally by seed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from rdlib import profiles, reports
+from rdlib.config import RunConfig
+from rdlib.results import ResultStore
+
+TEACHER_DIM = 200  # main_DE.py / main_URRD.py: teacher_dims = 200 (papers.md §2.3)
+PHIS = (0.1, 0.5, 1.0)  # student size φ = d_student / d_teacher (paper Table 3, Fig. 4)
+
+#: setting → (profile, model, paper dataset name, paper base-model name)
+SETTINGS: dict[str, tuple[str, str, str, str]] = {
+    "CiteULike/BPR": ("derrd_loo_bpr", "bpr", "CiteULike", "BPR"),
+    "CiteULike/NeuMF": ("derrd_loo_bpr", "neumf", "CiteULike", "NeuMF"),
+    "Foursquare/BPR": ("derrd_foursquare_bpr", "bpr", "Foursquare", "BPR"),
+    "Foursquare/NeuMF": ("derrd_foursquare_bpr", "neumf", "Foursquare", "NeuMF"),
+}
+#: Table 2 row label → rdlib method
+METHODS: dict[str, str] = {"Teacher": "none", "Student": "none", "RD": "rd", "CD": "cd",
+                           "DE": "de", "RRD": "rrd", "DE-RRD": "de-rrd"}
+KD_METHODS: tuple[str, ...] = ("RD", "CD", "DE", "RRD", "DE-RRD")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the chapter: a setting, a Table 2 method label, φ and its config."""
+
+    setting: str
+    method: str
+    phi: float
+    cfg: RunConfig
+
+
+def student_dim(phi: float) -> int:
+    """d = φ · 200, e.g. 20 for φ = 0.1."""
+    if phi not in PHIS:
+        raise ValueError(f"phi must be one of {PHIS}, got {phi}")
+    return round(phi * TEACHER_DIM)
+
+
+def teacher_spec(student: RunConfig) -> dict[str, int]:
+    """The ``extra["teacher"]`` of a KD student: d = 200 and seed 0 (one teacher for every
+    student seed, as the paper's single teacher file), spelled minimally — fields equal to the
+    student's own are left out (they are inherited), so a seed-0 student's spec is
+    ``{"dim": 200}`` and its ``run_id`` does not depend on how the seed was written."""
+    spec = {"dim": TEACHER_DIM, "seed": 0}
+    return {k: v for k, v in spec.items() if getattr(student, k) != v}
+
+
+def chapter_grid(profile: str, settings: Sequence[str], methods: Sequence[str],
+                 seeds: Sequence[int] | None = None, phis: Sequence[float] = (0.1,),
+                 **overrides) -> list[Cell]:
+    """The configs of ``methods`` × ``settings`` × ``phis`` × seeds.
+
+    ``profile`` is ``"smoke"`` or ``"full"`` (:func:`rdlib.profiles.grid`); ``overrides`` are
+    RunConfig fields (``None`` values ignored), e.g. ``device``. The teacher is one run (seed 0)
+    per setting; KD students name it in ``extra["teacher"]``. Unknown settings or methods raise
+    a ``ValueError`` naming the known ones.
+    """
+    for name, known in ((settings, SETTINGS), (methods, METHODS)):
+        unknown = [s for s in name if s not in known]
+        if unknown:
+            raise ValueError(f"unknown {unknown}; choose from {list(known)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cells: list[Cell] = []
+    for setting in settings:
+        prof, model, _, _ = SETTINGS[setting]
+        base = dict(overrides, model=model)
+        for label in methods:
+            if label == "Teacher":
+                cfg = profiles.grid(prof, profile, [0], **base, dim=TEACHER_DIM, role="teacher")[0]
+                cells.append(Cell(setting, label, 1.0, cfg))
+                continue
+            for phi in phis:
+                for seed in seeds if seeds is not None else [None]:
+                    for cfg in profiles.grid(prof, profile, None if seed is None else [seed],
+                                             **base, dim=student_dim(phi),
+                                             method=METHODS[label]):
+                        if label != "Student":
+                            cfg = replace(cfg, extra={"teacher": teacher_spec(cfg)})
+                        cells.append(Cell(setting, label, phi, cfg))
+    return cells
+
+
+def cell_frame(cells: Iterable[Cell]) -> pd.DataFrame:
+    """One row per cell: setting, method (label), phi, seed, run_id."""
+    return pd.DataFrame([{"setting": c.setting, "method": c.method, "phi": c.phi,
+                          "seed": c.cfg.seed, "run_id": c.cfg.run_id} for c in cells])
+
+
+def stored_rows(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
+    """The stored metric rows of ``cells`` (runs not in the store are skipped), labelled with
+    setting, method label and φ."""
+    frame = cell_frame(cells)
+    have = frame[[store.has(r) for r in frame["run_id"]]]
+    if have.empty:
+        return pd.DataFrame(columns=["setting", "method", "phi", "split", "metric", "k", "value",
+                                     "seed", "run_id"])
+    rows = store.metrics(list(have["run_id"])).drop(columns=["method", "seed"])
+    return rows.merge(have, on="run_id")
+
+
+# ---------------------------------------------------------------- the paper's numbers
+def paper_method_name(label: str, phi: float = 0.1) -> str:
+    """The ``method`` string of ``data/paper_results.csv`` for a Table 2 row label."""
+    if label == "Teacher":
+        return "Teacher"
+    if label == "Student":
+        return f"Student (no KD, phi={phi})"
+    return f"{label} (phi={phi})"
+
+
+def reference_rows(setting: str, label: str) -> pd.DataFrame:
+    """The paper's Table 2 numbers (and the official log's, where one exists) for one cell, as
+    rows (source, metric, k, value) with ``source`` ∈ {"paper", "official log"}."""
+    _, _, dataset, base = SETTINGS[setting]
+    ref = reports.paper_numbers("DE-RRD", dataset=dataset, base_model=base)
+    ref = ref[ref["metric"].isin(["HR", "MRR", "NDCG"])]
+    paper = ref[ref["method"] == paper_method_name(label)].assign(source="paper")
+    log_name = "Student (no KD, d=20)" if label == "Student" else f"{label} (d=20"
+    is_log = ref["source"].str.startswith("official log")
+    log = ref[is_log & ref["method"].str.startswith(log_name)].assign(source="official log")
+    out = pd.concat([paper, log], ignore_index=True)
+    return pd.DataFrame({"source": out["source"], "metric": out["metric"].str.lower(),
+                         "k": out["cutoff"].astype(int), "value": out["value"].astype(float),
+                         "citation": out["source"]})
+
+
+def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METHODS),
+           digits: int = 4) -> pd.DataFrame:
+    """Table 2 for one setting at φ = 0.1: for each method the rows ``ours`` (mean ± std over
+    seeds, with n), ``official log`` (where one exists) and ``paper``; columns HR/MRR/NDCG at
+    5, 10, 20 in the paper's order. Our cells without a stored run read ``not run``."""
+    ours = rows[(rows["setting"] == setting) & (rows["split"] == "test")]
+    ours = ours[(ours["phi"] == 0.1) | (ours["method"] == "Teacher")]
+    cols = [reports.metric_column(m, k) for k in (5, 10, 20) for m in ("hr", "mrr", "ndcg")]
+    out = []
+    for label in methods:
+        sub = ours[ours["method"] == label]
+        if sub.empty:
+            cells = dict.fromkeys(cols, "not run")
+            n = 0
+        else:
+            g = sub.groupby(["metric", "k"])["value"]
+            mean, std, n = g.mean(), g.std(), int(sub["seed"].nunique())
+            cells = {reports.metric_column(m, k): (
+                f"{mean[(m, k)]:.{digits}f}" if n == 1 else
+                f"{mean[(m, k)]:.{digits}f} ± {std[(m, k)]:.{digits}f}") for m, k in mean.index}
+        out.append({"method": label, "source": f"ours (n={n})", **cells})
+        ref = reference_rows(setting, label)
+        for source in ("official log", "paper"):
+            r = ref[ref["source"] == source]
+            if not r.empty:
+                out.append({"method": label, "source": source,
+                            **{reports.metric_column(m, k): f"{v:.{digits}f}"
+                               for m, k, v in zip(r["metric"], r["k"], r["value"], strict=True)}})
+    table = pd.DataFrame(out).set_index(["method", "source"])
+    return table[[c for c in cols if c in table.columns]].fillna("–")
+
+
+# ---------------------------------------------------------------- significance
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q)
+    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
+                 metrics: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 5), ("hr", 10),
+                                                       ("ndcg", 10), ("hr", 20), ("ndcg", 20)),
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """Each KD method against the plain student of one setting (φ = 0.1), per user.
+
+    For every (method, metric@k) the test values of each user are averaged over the seeds that
+    both the method and the student have (runs pair by seed: same split, same initial student),
+    and the two per-user vectors are compared with the two-sided Wilcoxon signed-rank test
+    (zero differences dropped, ``zero_method="wilcox"``). The p-values of all the setting's
+    tests are adjusted together with :func:`holm`. Columns: method, metric, n_seeds, n_users,
+    student, method mean, diff, rel_gain (diff / student), p, p_holm, significant.
+    """
+    frame = cell_frame(cells)
+    frame = frame[(frame["setting"] == setting) & (frame["phi"] == 0.1)]
+    frame = frame[[store.has(r) for r in frame["run_id"]]]
+    student = frame[frame["method"] == "Student"].set_index("seed")["run_id"]
+    out = []
+    for label in KD_METHODS:
+        kd = frame[frame["method"] == label].set_index("seed")["run_id"]
+        seeds = sorted(set(kd.index) & set(student.index))
+        if not seeds:
+            continue
+        for metric, k in metrics:
+            key = f"test/{metric}@{k}"
+            a = np.mean([store.per_user(student[s])[key] for s in seeds], axis=0)  # (users,)
+            b = np.mean([store.per_user(kd[s])[key] for s in seeds], axis=0)  # (users,)
+            diff = b - a
+            p = (float(sps.wilcoxon(b, a, zero_method="wilcox").pvalue)
+                 if np.any(diff != 0) else 1.0)
+            out.append({"method": label, "metric": reports.metric_column(metric, k),
+                        "n_seeds": len(seeds), "n_users": int(a.size), "student": a.mean(),
+                        "method mean": b.mean(), "diff": diff.mean(),
+                        "rel_gain": diff.mean() / a.mean() if a.mean() else np.nan, "p": p})
+    df = pd.DataFrame(out)
+    if df.empty:
+        return df
+    df["p_holm"] = holm(df["p"].to_numpy())
+    df["significant"] = df["p_holm"] < alpha
+    return df
+
+
+# ---------------------------------------------------------------- claims (papers.md §2.10)
+def test_values(rows: pd.DataFrame, setting: str, label: str, metric: str = "hr", k: int = 5,
+                phi: float = 0.1) -> np.ndarray:
+    """Our per-seed test values of one cell (empty when not run)."""
+    r = rows[(rows["setting"] == setting) & (rows["method"] == label) & (rows["split"] == "test")
+             & (rows["metric"] == metric) & (rows["k"] == k)]
+    if label != "Teacher":
+        r = r[r["phi"] == phi]
+    return r.sort_values("seed")["value"].to_numpy()
+
+
+def official_log_value(label: str, metric: str = "HR", k: int = 5) -> float:
+    """The official CiteULike/BPR/d=20 log's test value for ``label`` (NaN when there is none)."""
+    ref = reference_rows("CiteULike/BPR", label)
+    r = ref[(ref["source"] == "official log") & (ref["metric"] == metric.lower()) & (ref["k"] == k)]
+    return float(r["value"].iloc[0]) if len(r) else float("nan")
+
+
+def log_check(rows: pd.DataFrame, labels: Sequence[str] = ("Student", "DE", "RRD"),
+              noise_from: str = "Student") -> pd.DataFrame:
+    """Claim 7: our CiteULike/BPR test HR@5 of each label against the official log.
+
+    With ≥ 2 seeds the label's own seed standard deviation is the noise scale
+    (:func:`rdlib.reports.seed_noise_check`); with one seed, the standard deviation of
+    ``noise_from`` (the plain student's seeds) stands in, and the row says so.
+    """
+    noise = test_values(rows, "CiteULike/BPR", noise_from)
+    out = []
+    for label in labels:
+        v, ref = test_values(rows, "CiteULike/BPR", label), official_log_value(label)
+        if v.size == 0:
+            out.append({"method": label, "n_seeds": 0, "official log": ref,
+                        "verdict": "not run"})
+            continue
+        if v.size >= 2:
+            chk = reports.seed_noise_check(v, ref)
+            sd, scale = chk["std"], "own seeds"
+        else:
+            sd = float(np.std(noise, ddof=1)) if noise.size > 1 else float("nan")
+            scale = f"{noise_from}'s seeds"
+        z = (ref - v.mean()) / sd if sd and not np.isnan(sd) else float("nan")
+        verdict = ("within seed noise" if abs(z) <= 2 else "outside seed noise") \
+            if not np.isnan(z) else "no noise estimate"
+        out.append({"method": label, "n_seeds": int(v.size), "ours": v.mean(),
+                    "std": sd, "std from": scale, "official log": ref, "z": z,
+                    "verdict": verdict})
+    return pd.DataFrame(out)
+
+
+_RE_LAMBDA = re.compile(r"lambda_DE=([0-9e.-]+), lambda_RRD=([0-9e.-]+)")
+
+
+def paper_lambda_grid(base: str) -> pd.DataFrame:
+    """Table 5 of the paper (Foursquare, H@5): λ_DE rows × λ_RRD columns, from the CSV."""
+    ref = reports.paper_numbers("DE-RRD", dataset="Foursquare", base_model=base, metric="HR")
+    ref = ref[ref["method"].str.contains("lambda_DE=")]
+    lam = ref["method"].str.extract(_RE_LAMBDA).astype(float)
+    grid = pd.DataFrame({"λ_DE": lam[0], "λ_RRD": lam[1], "value": ref["value"].to_numpy()})
+    return grid.pivot_table(index="λ_DE", columns="λ_RRD", values="value")

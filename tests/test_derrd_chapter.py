@@ -1,0 +1,142 @@
+"""The DE-RRD chapter's grid, Table 2, paired tests and claim checks (rdlib.derrd), on a store
+of hand-made runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from rdlib import derrd
+from rdlib.distill import teacher_config
+from rdlib.results import ResultStore, RunRecord
+
+N_USERS = 300
+
+
+def _store_run(store: ResultStore, cell: derrd.Cell, hr5: np.ndarray) -> None:
+    """A stored run whose per-user test HR@5 is ``hr5`` (other metrics: a fixed fraction)."""
+    per_user = {"test/users": np.arange(N_USERS)}
+    rows = []
+    for metric in ("hr", "mrr", "ndcg"):
+        for k in (5, 10, 20):
+            v = hr5 * (1.0 if metric == "hr" else 0.7) * (1 + k / 100)
+            per_user[f"test/{metric}@{k}"] = v.astype(np.float32)
+            rows.append({"split": "test", "metric": metric, "k": k, "value": float(v.mean()),
+                         "epoch": 3})
+    cfg = cell.cfg
+    labels = {"run_id": cfg.run_id, "paper": "DE-RRD", "dataset": cfg.dataset,
+              "protocol": cfg.protocol, "model": cfg.model, "role": cfg.role,
+              "method": cfg.method, "dim": cfg.dim, "seed": cfg.seed}
+    frame = pd.DataFrame([{**labels, **r} for r in rows])
+    store.save(RunRecord(cfg.run_id, {"config": cfg.to_dict()}, frame, pd.DataFrame(), per_user))
+
+
+@pytest.fixture
+def filled(tmp_path):
+    """Student seeds 0-2, RRD seeds 0-2 (clearly better per user), DE seed 0 (equal), teacher."""
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], list(derrd.METHODS), seeds=[0, 1, 2])
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2, size=N_USERS).astype(float)
+    for c in cells:
+        if c.method == "Student":  # seeds differ a little, so there is seed noise
+            _store_run(store, c, base * (1 - 0.01 * c.cfg.seed))
+        elif c.method == "RRD":
+            _store_run(store, c, np.maximum(base, (np.arange(N_USERS) % 3 == 0)))
+        elif c.method == "DE" and c.cfg.seed == 0:
+            _store_run(store, c, base)
+        elif c.method == "Teacher":
+            _store_run(store, c, np.ones(N_USERS))
+    return store, cells
+
+
+def test_grid_sizes_and_teacher_is_the_students_teacher():
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR", "Foursquare/NeuMF"],
+                               ["Teacher", "Student", "DE"], seeds=[0, 1], phis=(0.1, 0.5))
+    # per setting: 1 teacher + 2 methods × 2 φ × 2 seeds
+    assert len(cells) == 2 * (1 + 2 * 2 * 2)
+    for setting in ("CiteULike/BPR", "Foursquare/NeuMF"):
+        teacher = next(c for c in cells if c.setting == setting and c.method == "Teacher")
+        assert teacher.cfg.dim == 200 and teacher.cfg.seed == 0
+        for c in cells:
+            if c.setting == setting and c.method == "DE":  # every seed: the seed-0 teacher
+                assert teacher_config(c.cfg).run_id == teacher.cfg.run_id
+    seed1 = next(c for c in cells if c.method == "DE" and c.cfg.seed == 1)
+    assert seed1.cfg.extra == {"teacher": {"dim": 200, "seed": 0}}
+    seed0 = next(c for c in cells if c.method == "DE" and c.cfg.seed == 0)
+    assert seed0.cfg.extra == {"teacher": {"dim": 200}}  # as the stored seed-0 runs spell it
+    dims = {(c.method, c.phi): c.cfg.dim for c in cells if c.setting == "CiteULike/BPR"}
+    assert dims[("Student", 0.1)] == 20 and dims[("DE", 0.5)] == 100
+    four = next(c for c in cells if c.setting == "Foursquare/NeuMF")
+    assert (four.cfg.dataset, four.cfg.model) == ("foursquare-vldb17", "neumf")
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"settings": ["MovieLens/BPR"], "methods": ["DE"]}, "MovieLens/BPR"),
+    ({"settings": ["CiteULike/BPR"], "methods": ["KD"]}, "KD"),
+])
+def test_grid_rejects_unknown_names(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        derrd.chapter_grid("smoke", **kwargs)
+
+
+def test_student_dim_rejects_other_phi():
+    assert derrd.student_dim(0.5) == 100
+    with pytest.raises(ValueError, match="phi"):
+        derrd.student_dim(0.3)
+
+
+def test_holm_hand_worked():
+    # sorted p: 0.01, 0.02, 0.04 (+ NaN) → 3·0.01, max(2·0.02, 0.03), max(1·0.04, 0.04)
+    got = derrd.holm([0.04, 0.01, np.nan, 0.02])
+    assert np.allclose(got[[1, 3, 0]], [0.03, 0.04, 0.04]) and np.isnan(got[2])
+    assert derrd.holm([0.6, 0.5])[0] == 1.0  # capped
+    assert derrd.holm([]).size == 0
+
+
+def test_table2_rows_and_not_run_cells(filled):
+    store, cells = filled
+    rows = derrd.stored_rows(store, cells)
+    t = derrd.table2(rows, "CiteULike/BPR")
+    assert list(t.columns[:3]) == ["HR@5", "MRR@5", "NDCG@5"]
+    hr5 = rows[(rows.method == "Student") & (rows.metric == "hr") & (rows.k == 5)].value
+    assert t.loc[("Student", "ours (n=3)"), "HR@5"] == f"{hr5.mean():.4f} ± {hr5.std():.4f}"
+    assert t.loc[("RD", "ours (n=0)"), "HR@5"] == "not run"
+    assert t.loc[("DE", "ours (n=1)"), "HR@5"].count("±") == 0
+    # the paper's value comes from data/paper_results.csv, the log row only where a log exists
+    assert t.loc[("Student", "paper"), "HR@5"] == "0.4441"
+    assert ("DE", "official log") in t.index and ("CD", "official log") not in t.index
+
+
+def test_paired_tests_match_scipy_and_are_holm_adjusted(filled):
+    store, cells = filled
+    res = derrd.paired_tests(store, cells, "CiteULike/BPR")
+    assert set(res["method"]) == {"RRD", "DE"}  # methods without runs are left out
+    rrd = res[(res["method"] == "RRD") & (res["metric"] == "HR@5")].iloc[0]
+    def seed_mean(label):
+        return np.mean([store.per_user(c.cfg.run_id)["test/hr@5"] for c in cells
+                        if c.method == label], axis=0)
+    base, better = seed_mean("Student"), seed_mean("RRD")
+    assert rrd["n_seeds"] == 3
+    assert rrd["p"] == pytest.approx(sps.wilcoxon(better, base).pvalue, rel=1e-6)
+    assert rrd["diff"] > 0 and rrd["significant"]
+    de = res[res["method"] == "DE"]
+    assert (de["n_seeds"] == 1).all() and (de["p"] == 1.0).all() and not de["significant"].any()
+    assert np.allclose(res["p_holm"], derrd.holm(res["p"].to_numpy()))
+
+
+def test_log_check_uses_student_noise_for_a_single_seed(filled):
+    store, cells = filled
+    rows = derrd.stored_rows(store, cells)
+    chk = derrd.log_check(rows).set_index("method")
+    assert chk.loc["DE", "n_seeds"] == 1 and chk.loc["DE", "std from"] == "Student's seeds"
+    assert chk.loc["RRD", "std from"] == "own seeds"
+    assert chk.loc["Student", "official log"] == pytest.approx(0.4486)
+
+
+def test_paper_lambda_grid_is_table5():
+    g = derrd.paper_lambda_grid("BPR")
+    assert g.shape == (4, 4)
+    assert g.loc[0.01, 0.001] == pytest.approx(0.5308)  # the optimum = Table 2 DE-RRD H@5
