@@ -7,6 +7,7 @@ Nothing here trains. The papers' reported numbers are read from ``data/paper_res
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,131 @@ def benchmark_table(path=None) -> pd.DataFrame:
         rows.append({"code": "rdlib", "quantity": q, "hardware": dev,
                      "seconds": f"{g['seconds'].median():.3f} (median of {len(g)})"})
     return pd.DataFrame(rows).sort_values(["quantity", "code"]).reset_index(drop=True)
+
+
+# row order of the timing table (rdlib.distill.METHODS, not imported: it would pull in torch)
+_METHOD_ORDER = ("none", "rd", "cd", "de", "rrd", "de-rrd")
+# data/official_timings.csv method names → rdlib.distill methods
+_OFFICIAL_METHODS = {"BPR student": "none", "DE": "de", "RRD": "rrd"}
+KD_TIMING_COLUMNS = ["code", "method", "epoch", "hardware", "seconds", "speed-up vs official CPU"]
+
+
+def _official_train_epoch(official: str | Path | None = None) -> pd.DataFrame:
+    """``data/official_timings.csv``'s per-epoch training rows with rdlib method names."""
+    off = pd.read_csv(official or repo_root() / "data" / "official_timings.csv")
+    off = off[(off["quantity"] == "train_epoch") & off["method"].isin(list(_OFFICIAL_METHODS))]
+    return off.assign(method=off["method"].map(_OFFICIAL_METHODS)).reset_index(drop=True)
+
+
+def _seconds_range(low: float, high: float) -> str:
+    return f"{low:g}–{high:g}" if low != high else f"{low:g}"
+
+
+def kd_timing_table(path: str | Path | None = None, *,
+                    official: str | Path | None = None) -> pd.DataFrame:
+    """Our per-epoch training times of the KD methods next to the official code's.
+
+    ``path`` (default ``benchmarks/results/kd_citeulike.csv``, written by
+    ``benchmarks/bench_kd.py``) is summarised as the median seconds per method, epoch and
+    device (``"0.512 (median of 3)"``); ``official`` (default ``data/official_timings.csv``)
+    gives the official code's ``train_epoch`` ranges (``"28–34"``) for the student, DE and RRD.
+    ``speed-up vs official CPU`` is the official CPU range divided by our median, for our CPU
+    rows of a method that has one (``"2.3–4.0×"``). Columns: :data:`KD_TIMING_COLUMNS`; a
+    missing ``path`` gives an empty table.
+    """
+    path = Path(path or repo_root() / "benchmarks" / "results" / "kd_citeulike.csv")
+    if not path.is_file():
+        return pd.DataFrame(columns=KD_TIMING_COLUMNS)
+    ours = pd.read_csv(path)
+    off = _official_train_epoch(official)
+    cpu_range = {r.method: (r.low_s, r.high_s) for r in off.itertuples()
+                 if "cpu" in str(r.hardware).lower()}
+    rows = [{"code": "official DE-RRD", "method": r.method, "epoch": "", "hardware": r.hardware,
+             "seconds": _seconds_range(r.low_s, r.high_s), "speed-up vs official CPU": ""}
+            for r in off[off["method"].isin(set(ours["method"]))].itertuples()]
+    keys = ["method", "epoch", "device", "device_name"]
+    for (method, epoch, device, name), g in ours.groupby(keys, dropna=False, sort=False):
+        median = float(g["seconds"].median())
+        speedup = ""
+        if str(device).startswith("cpu") and method in cpu_range and median > 0:
+            low, high = cpu_range[method]
+            speedup = f"{low / median:.1f}–{high / median:.1f}×"
+        rows.append({"code": "rdlib", "method": method,
+                     "epoch": "" if pd.isna(epoch) else str(int(epoch)), "hardware": name,
+                     "seconds": f"{median:.3f} (median of {len(g)})",
+                     "speed-up vs official CPU": speedup})
+    order = {m: i for i, m in enumerate([*_METHOD_ORDER, "teacher_topk"])}
+    out = pd.DataFrame(rows, columns=KD_TIMING_COLUMNS)
+    out = out.assign(_m=out["method"].map(lambda m: order.get(m, len(order))),
+                     _c=(out["code"] == "rdlib").astype(int),
+                     _e=pd.to_numeric(out["epoch"], errors="coerce"))
+    return (out.sort_values(["_m", "method", "_c", "_e", "hardware"], kind="stable")
+            .drop(columns=["_m", "_c", "_e"]).reset_index(drop=True))
+
+
+# our data set names → the DE-RRD paper's; our model names → its base_model column
+_INFERENCE_DATASETS = {"citeulike-t-derrd-loo": "CiteULike", "citeulike-t": "CiteULike",
+                       "foursquare-vldb17": "Foursquare"}
+_INFERENCE_MODELS = {"bpr": "BPR", "neumf": "NeuMF"}
+INFERENCE_COLUMNS = ["dataset", "model", "phi", "dim", "n_parameters", "paper params_M",
+                     "hardware", "seconds (all users)", "repeats", "paper inference_time_s",
+                     "time ratio 0.1/1.0", "paper time ratio 0.1/1.0"]
+
+
+def _paper_table3() -> pd.DataFrame:
+    """DE-RRD Table 3 as columns dataset, model, phi, paper params_M, paper
+    inference_time_s."""
+    ref = paper_numbers("DE-RRD")
+    ref = ref[ref["metric"].isin(["params_M", "inference_time_s"])
+              & ref["method"].str.fullmatch(r"DE-RRD \(phi=[0-9.]+\)")]
+    ref = ref.assign(phi=ref["method"].str.extract(r"phi=([0-9.]+)", expand=False).astype(float))
+    wide = ref.pivot_table(index=["dataset", "base_model", "phi"], columns="metric",
+                           values="value", aggfunc="first").reset_index()
+    return wide.rename(columns={"base_model": "model", "params_M": "paper params_M",
+                                "inference_time_s": "paper inference_time_s"})
+
+
+def _ratio_at_01(df: pd.DataFrame, col: str, keys: list[str]) -> pd.Series:
+    """``col`` at φ = 0.1 over ``col`` at φ = 1.0 within ``keys``, on the φ = 0.1 rows (NaN
+    elsewhere or when either is missing)."""
+    base = df[df["phi"] == 1.0].set_index(keys)[col]
+    base = base[~base.index.duplicated()]
+    ref = pd.Series([base.get(tuple(k), np.nan) for k in df[keys].itertuples(index=False)],
+                    index=df.index, dtype=float)
+    return (df[col] / ref).where(df["phi"] == 0.1)
+
+
+def inference_table(path: str | Path | None = None) -> pd.DataFrame:
+    """DE-RRD Table 3 beside ours: parameters and inference time per data set, model and φ.
+
+    ``path`` (default ``benchmarks/results/inference.csv``, written by
+    ``benchmarks/bench_inference.py``) gives our parameter count and the median
+    ``seconds_all_users`` per device (``hardware``); the paper's ``params_M`` and
+    ``inference_time_s`` come from :func:`paper_numbers` (``"DE-RRD (phi=…)"`` rows). Data sets
+    and models carry the paper's names (CiteULike, Foursquare; BPR, NeuMF).
+    ``time ratio 0.1/1.0`` (ours, per device) and ``paper time ratio 0.1/1.0`` are on the φ = 0.1
+    rows: the paper's claim is a fall of ~26% for NeuMF and only 5–7% for BPR. Columns:
+    :data:`INFERENCE_COLUMNS`; a missing ``path`` gives an empty table.
+    """
+    path = Path(path or repo_root() / "benchmarks" / "results" / "inference.csv")
+    if not path.is_file():
+        return pd.DataFrame(columns=INFERENCE_COLUMNS)
+    ours = pd.read_csv(path)
+    ours = ours.assign(dataset=ours["dataset"].map(lambda d: _INFERENCE_DATASETS.get(d, d)),
+                       model=ours["model"].map(lambda m: _INFERENCE_MODELS.get(m, m)),
+                       phi=ours["phi"].astype(float))
+    keys = ["dataset", "model", "phi", "dim", "n_parameters", "device_name"]
+    agg = (ours.groupby(keys, sort=False)["seconds_all_users"]
+           .agg(**{"seconds (all users)": "median", "repeats": "count"}).reset_index()
+           .rename(columns={"device_name": "hardware"}))
+    out = agg.merge(_paper_table3(), on=["dataset", "model", "phi"], how="left")
+    out["time ratio 0.1/1.0"] = _ratio_at_01(out, "seconds (all users)",
+                                             ["dataset", "model", "hardware"])
+    out["paper time ratio 0.1/1.0"] = _ratio_at_01(out, "paper inference_time_s",
+                                                   ["dataset", "model", "hardware"])
+    out = out.sort_values(["dataset", "model", "hardware", "phi"],
+                          ascending=[True, True, True, False], kind="stable")
+    return out.reindex(columns=INFERENCE_COLUMNS).reset_index(drop=True)
 
 
 def papermill_command(notebook: str, parameters: dict, output: str | None = None) -> str:

@@ -1,0 +1,47 @@
+"""Helpers shared by ``bench_kd.py`` and ``bench_inference.py``: the columns that say where and
+when a row was measured, device synchronisation, and writing (or, for smoke checks, printing)
+the rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rdlib import env
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` intra-op CPU threads (``None``: leave torch's default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def stamp(device: str) -> dict[str, str | int]:
+    """The columns every benchmark row carries (the format of ``bench_bpr.py``, plus
+    ``threads``): device, device_name, torch, commit, timestamp, threads."""
+    return {"device": device, "device_name": env.device_name(device),
+            "torch": env.versions()["torch"], "commit": str(env.git_state()["commit"])[:10],
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "threads": torch.get_num_threads()}
+
+
+def sync(device: str) -> None:
+    """Wait for queued GPU work, so that a wall-clock timer measures it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def save_rows(df: pd.DataFrame, out: Path, quick: bool) -> None:
+    """Append ``df`` to the CSV ``out`` (header only for a new file); ``quick`` (smoke check)
+    prints the rows instead and writes nothing."""
+    if quick:
+        with pd.option_context("display.max_columns", None, "display.width", 200):
+            print(df.to_string(index=False))
+        print(f"(--quick: {len(df)} rows printed, not appended to {out})")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, mode="a", header=not out.exists(), index=False, float_format="%.5f")
+    print(f"appended {len(df)} rows to {out}")

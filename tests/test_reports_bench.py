@@ -1,0 +1,141 @@
+"""Tables of the KD-timing and inference benchmarks (rdlib.reports), on hand-made result files."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from rdlib import reports
+from rdlib.derrd import REPRODUCED, claim6_inference
+
+
+def _kd_rows() -> pd.DataFrame:
+    rows = []
+    for method, epoch, seconds in [("none", 0, [0.2, 0.25, 0.3]), ("de", 0, [10.0, 14.0, 12.0]),
+                                   ("de", 300, [4.0, 4.0, 5.0]), ("de-rrd", 0, [20.0, 21.0, 22.0]),
+                                   ("teacher_topk", None, [1.5, 1.5, 1.5])]:
+        for r, s in enumerate(seconds):
+            rows.append({"benchmark": "teacher_topk" if method == "teacher_topk"
+                         else "train_epoch", "method": method, "epoch": epoch, "repeat": r,
+                         "seconds": s, "device": "cpu", "device_name": "cpu (x86_64, 2 threads)"})
+    rows.append({"benchmark": "train_epoch", "method": "de", "epoch": 0, "repeat": 0,
+                 "seconds": 1.0, "device": "cuda", "device_name": "NVIDIA H100"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def official(tmp_path):
+    path = tmp_path / "official.csv"
+    pd.DataFrame([
+        {"paper": "DE-RRD", "method": "BPR student", "quantity": "train_epoch", "low_s": 0.4,
+         "high_s": 0.7, "hardware": "2-core CPU", "source": "x"},
+        {"paper": "DE-RRD", "method": "BPR student", "quantity": "eval_sampled", "low_s": 0.8,
+         "high_s": 1.5, "hardware": "2-core CPU", "source": "x"},
+        {"paper": "DE-RRD", "method": "DE", "quantity": "train_epoch", "low_s": 24.0,
+         "high_s": 36.0, "hardware": "2-core CPU", "source": "x"},
+        {"paper": "DE-RRD", "method": "DE", "quantity": "train_epoch", "low_s": 11.1,
+         "high_s": 11.1, "hardware": "authors' GPU", "source": "x"},
+        {"paper": "DE-RRD", "method": "RRD", "quantity": "train_epoch", "low_s": 4.3,
+         "high_s": 5.0, "hardware": "2-core CPU", "source": "x"},
+    ]).to_csv(path, index=False)
+    return path
+
+
+def test_kd_timing_table_summarises_and_compares(tmp_path, official):
+    path = tmp_path / "kd.csv"
+    _kd_rows().to_csv(path, index=False)
+    t = reports.kd_timing_table(path, official=official)
+    assert list(t.columns) == reports.KD_TIMING_COLUMNS
+    ours = t[t["code"] == "rdlib"].set_index(["method", "epoch", "hardware"])
+    cpu = "cpu (x86_64, 2 threads)"
+    assert ours.loc[("de", "0", cpu), "seconds"] == "12.000 (median of 3)"
+    assert ours.loc[("de", "300", cpu), "seconds"] == "4.000 (median of 3)"
+    assert ours.loc[("none", "0", cpu), "seconds"] == "0.250 (median of 3)"
+    # official CPU range / our median: 24/12 = 2.0, 36/12 = 3.0; 24/4 = 6.0, 36/4 = 9.0
+    assert ours.loc[("de", "0", cpu), "speed-up vs official CPU"] == "2.0–3.0×"
+    assert ours.loc[("de", "300", cpu), "speed-up vs official CPU"] == "6.0–9.0×"
+    assert ours.loc[("none", "0", cpu), "speed-up vs official CPU"] == "1.6–2.8×"
+    # GPU rows, methods without an official number and the top-list build get no speed-up
+    assert ours.loc[("de", "0", "NVIDIA H100"), "speed-up vs official CPU"] == ""
+    assert ours.loc[("de-rrd", "0", cpu), "speed-up vs official CPU"] == ""
+    assert ours.loc[("teacher_topk", "", cpu), "seconds"] == "1.500 (median of 3)"
+    off = t[t["code"] == "official DE-RRD"]
+    # only train_epoch rows of methods we measured (no RRD, no eval_sampled)
+    assert sorted(off["method"]) == ["de", "de", "none"]
+    assert (off["epoch"] == "").all()
+    assert set(off.loc[off["method"] == "de", "seconds"]) == {"24–36", "11.1"}
+    # rows follow the method order none, …, de, de-rrd, then the top-list build
+    assert list(dict.fromkeys(t["method"])) == ["none", "de", "de-rrd", "teacher_topk"]
+
+
+def test_kd_timing_table_missing_file(tmp_path, official):
+    t = reports.kd_timing_table(tmp_path / "absent.csv", official=official)
+    assert t.empty and list(t.columns) == reports.KD_TIMING_COLUMNS
+
+
+def test_kd_timing_table_reads_the_official_file(tmp_path):
+    path = tmp_path / "kd.csv"
+    _kd_rows().to_csv(path, index=False)
+    t = reports.kd_timing_table(path)
+    off = t[(t["code"] == "official DE-RRD") & (t["method"] == "none")]
+    assert "0.4–0.7" in set(off["seconds"])
+
+
+def _inference_rows() -> pd.DataFrame:
+    rows = []
+    times = {("bpr", 1.0): 10.0, ("bpr", 0.5): 9.8, ("bpr", 0.1): 9.5,
+             ("neumf", 1.0): 40.0, ("neumf", 0.5): 30.0, ("neumf", 0.1): 20.0}
+    dims = {1.0: 200, 0.5: 100, 0.1: 20}
+    for (model, phi), sec in times.items():
+        for r, factor in enumerate((1.0, 1.1, 0.9)):
+            rows.append({"benchmark": "inference", "dataset": "citeulike-t-derrd-loo",
+                         "model": model, "phi": phi, "dim": dims[phi],
+                         "n_parameters": 30400 * dims[phi], "n_users": 5219,
+                         "n_users_timed": 1000, "seconds": sec * factor / 5.219,
+                         "seconds_all_users": sec * factor, "repeat": r, "device": "cpu",
+                         "device_name": "cpu (x86_64, 2 threads)"})
+    return pd.DataFrame(rows)
+
+
+def test_inference_table_beside_the_paper(tmp_path):
+    path = tmp_path / "inference.csv"
+    _inference_rows().to_csv(path, index=False)
+    t = reports.inference_table(path)
+    assert list(t.columns) == reports.INFERENCE_COLUMNS
+    assert len(t) == 6 and set(t["dataset"]) == {"CiteULike"}
+    assert set(t["model"]) == {"BPR", "NeuMF"}
+    row = t[(t["model"] == "BPR") & (t["phi"] == 1.0)].iloc[0]
+    assert row["seconds (all users)"] == pytest.approx(10.0)  # median of 10, 11, 9
+    assert row["repeats"] == 3 and row["n_parameters"] == 6_080_000
+    assert row["paper params_M"] == pytest.approx(6.08)
+    assert row["paper inference_time_s"] == pytest.approx(59.27)
+    assert math.isnan(row["time ratio 0.1/1.0"])
+    neumf01 = t[(t["model"] == "NeuMF") & (t["phi"] == 0.1)].iloc[0]
+    assert neumf01["time ratio 0.1/1.0"] == pytest.approx(0.5)
+    assert neumf01["paper time ratio 0.1/1.0"] == pytest.approx(58.27 / 79.27)
+    bpr01 = t[(t["model"] == "BPR") & (t["phi"] == 0.1)].iloc[0]
+    assert bpr01["time ratio 0.1/1.0"] == pytest.approx(0.95)
+    assert bpr01["paper time ratio 0.1/1.0"] == pytest.approx(55.39 / 59.27)
+    # the DE-RRD chapter's claim check reads this table
+    assert claim6_inference(t)["verdict"] == REPRODUCED
+
+
+def test_inference_table_foursquare_and_unknown_dataset(tmp_path):
+    df = _inference_rows()
+    other = df.assign(dataset="foursquare-vldb17")
+    synthetic = df[df["phi"] == 1.0].assign(dataset="synthetic")
+    path = tmp_path / "inference.csv"
+    pd.concat([df, other, synthetic]).to_csv(path, index=False)
+    t = reports.inference_table(path)
+    fsq = t[(t["dataset"] == "Foursquare") & (t["model"] == "NeuMF") & (t["phi"] == 1.0)]
+    assert fsq["paper inference_time_s"].iloc[0] == pytest.approx(342.84)
+    syn = t[t["dataset"] == "synthetic"]
+    assert len(syn) == 2 and syn["paper params_M"].isna().all()
+
+
+def test_inference_table_missing_file(tmp_path):
+    t = reports.inference_table(tmp_path / "absent.csv")
+    assert t.empty and list(t.columns) == reports.INFERENCE_COLUMNS
+    assert claim6_inference(t)["verdict"] != REPRODUCED
