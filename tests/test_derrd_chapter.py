@@ -196,3 +196,17 @@ def test_claim6_inference():
     inf["time ratio 0.1/1.0"] = [0.5, 0.9]
     assert derrd.claim6_inference(inf)["verdict"] == derrd.NOT_REPRODUCED
     assert derrd.claim6_inference(None)["verdict"] == derrd.NOT_TESTED
+
+
+def test_claim7_needs_a_noise_estimate():
+    check = pd.DataFrame([
+        {"method": "Student", "n_seeds": 1, "ours": 0.45, "std": np.nan, "std from": "x",
+         "official log": 0.4486, "z": np.nan, "verdict": "no noise estimate"},
+        {"method": "DE", "n_seeds": 0, "official log": 0.4773, "verdict": "not run"}])
+    got = derrd.claim7_logs(check)
+    assert got["verdict"] == derrd.NOT_TESTED and "no seed-noise estimate" in got["evidence"]
+    check.loc[0, ["std", "z", "verdict"]] = [0.005, 0.3, "within seed noise"]
+    assert derrd.claim7_logs(check)["verdict"] == derrd.INCOMPLETE
+    check.loc[1, ["n_seeds", "ours", "std", "std from", "z", "verdict"]] = [
+        2, 0.40, 0.01, "own seeds", 7.7, "outside seed noise"]
+    assert derrd.claim7_logs(check)["verdict"] == derrd.PARTLY
