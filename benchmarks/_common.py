@@ -13,6 +13,15 @@ import torch
 from rdlib import env
 
 
+def choices(text: str, allowed, what: str) -> list[str]:
+    """The comma-separated names in ``text``; an unknown one exits naming the allowed ones."""
+    picked = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = sorted(set(picked) - set(allowed))
+    if unknown:
+        raise SystemExit(f"unknown {what} {unknown}; choose from {', '.join(allowed)}")
+    return picked
+
+
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` intra-op CPU threads (``None``: leave torch's default)."""
     if threads is not None:

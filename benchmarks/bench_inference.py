@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import save_rows, set_threads, stamp, sync
+from _common import choices, save_rows, set_threads, stamp, sync
 
 from rdlib import env
 from rdlib.experiments import load_split
@@ -124,14 +124,6 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             .agg(median="median", repeats="count").reset_index())
 
 
-def _choices(text: str, allowed: list[str] | tuple[str, ...], what: str) -> list[str]:
-    picked = [t.strip() for t in text.split(",") if t.strip()]
-    unknown = sorted(set(picked) - set(allowed))
-    if unknown:
-        raise SystemExit(f"unknown {what} {unknown}; choose from {', '.join(allowed)}")
-    return picked
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -156,8 +148,8 @@ def main() -> None:
     if args.quick:
         datasets = QUICK_DATASETS
     else:
-        datasets = {d: DATASETS[d] for d in _choices(args.datasets, list(DATASETS), "dataset")}
-    models = _choices(args.models, MODELS, "model")
+        datasets = {d: DATASETS[d] for d in choices(args.datasets, list(DATASETS), "dataset")}
+    models = choices(args.models, MODELS, "model")
     batch_users = {"bpr": args.batch_bpr, "neumf": args.batch_neumf}
     df = bench(datasets, models, device, args.repeats, args.max_users, batch_users,
                args.data_dir)

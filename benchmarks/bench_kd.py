@@ -48,7 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import save_rows, set_threads, stamp, sync
+from _common import choices, save_rows, set_threads, stamp, sync
 
 from rdlib import env
 from rdlib.config import RunConfig
@@ -176,14 +176,6 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
             .agg(median="median", repeats="count").reset_index())
 
 
-def parse_methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    return methods
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -199,7 +191,7 @@ def main() -> None:
     args = ap.parse_args()
     set_threads(1 if args.quick and args.threads is None else args.threads)
     device = env.resolve_device(args.device)
-    df = bench(device, parse_methods(args.methods), args.repeats, args.quick, args.data_dir)
+    df = bench(device, choices(args.methods, METHODS, "method"), args.repeats, args.quick, args.data_dir)
     save_rows(df, Path(args.out), args.quick)
     print(summary(df).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 

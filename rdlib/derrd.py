@@ -310,6 +310,17 @@ REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTED = ("reproduced", "partly reproduc
                                                   "not reproduced", "not tested yet")
 INCOMPLETE = "consistent so far (runs missing)"  # every part tested holds, some parts not run
 
+def combine(held: Sequence[bool], missing: bool) -> str:
+    """The verdict of a claim from the parts tested (``held``: whether each part holds) and
+    whether some parts could not be tested: none tested → not tested yet; all hold → reproduced
+    (or consistent so far, when parts are missing); some hold → partly; none → not reproduced."""
+    if not held:
+        return NOT_TESTED
+    if all(held):
+        return INCOMPLETE if missing else REPRODUCED
+    return PARTLY if any(held) else NOT_REPRODUCED
+
+
 #: claim 1's relations at CiteULike/BPR, φ = 0.1 (papers.md §2.10): (better, worse, strict)
 CLAIM1_RELATIONS: tuple[tuple[str, str, bool], ...] = (
     ("DE-RRD", "DE", False), ("DE", "RRD", False), ("RRD", "CD", True), ("RRD", "RD", True),
@@ -340,12 +351,7 @@ def claim1_ordering(rows: pd.DataFrame, tests: pd.DataFrame | None = None) -> di
     evidence = "; ".join([f"our HR@5 order: {order}", *checked])
     if missing:
         evidence += f"; not run: {', '.join(missing)}"
-    if not held:
-        verdict = NOT_TESTED
-    elif all(held):
-        verdict = REPRODUCED if not missing else INCOMPLETE
-    else:
-        verdict = PARTLY if any(held) else NOT_REPRODUCED
+    verdict = combine(held, bool(missing))
     return {"evidence": evidence, "verdict": verdict}
 
 
@@ -363,12 +369,7 @@ def claim7_logs(check: pd.DataFrame) -> dict[str, str]:
     if missing:
         parts.append(f"not run: {', '.join(missing)}")
     within = (ran["verdict"] == "within seed noise").tolist()
-    if not within:
-        verdict = NOT_TESTED
-    elif all(within):
-        verdict = REPRODUCED if not missing else INCOMPLETE
-    else:
-        verdict = PARTLY if any(within) else NOT_REPRODUCED
+    verdict = combine(within, bool(missing))
     return {"evidence": "; ".join(parts), "verdict": verdict}
 
 
@@ -397,12 +398,7 @@ def claim2_best_student(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETT
                      f"{', '.join(sorted(others))}; HR@5 = {ratio:.3f} of the teacher's")
     if missing:
         parts.append(f"not run: DE-RRD, teacher or students in {', '.join(missing)}")
-    if not held:
-        verdict = NOT_TESTED
-    elif all(held):
-        verdict = REPRODUCED if not missing else INCOMPLETE
-    else:
-        verdict = PARTLY if any(held) else NOT_REPRODUCED
+    verdict = combine(held, bool(missing))
     return {"evidence": "; ".join(parts), "verdict": verdict}
 
 
