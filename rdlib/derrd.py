@@ -462,3 +462,32 @@ def verdict_table(rows: pd.DataFrame, tests: pd.DataFrame | None, logs: pd.DataF
     }
     return pd.DataFrame([{"claim": f"{n}. {CLAIMS[n]}", "verdict": r["verdict"],
                           "evidence": r["evidence"]} for n, r in results.items()])
+
+
+# ---------------------------------------------------------------- sensitivity
+def with_options(cell: Cell, **options) -> Cell:
+    """``cell`` with method options added to its ``extra`` (a new run id), e.g. CD's ``T``."""
+    return Cell(cell.setting, cell.method, cell.phi,
+                replace(cell.cfg, extra={**cell.cfg.extra, **options}))
+
+
+def option_sweep(store: ResultStore, base: Cell, option: str, values: Sequence,
+                 metric: str = "hr", k: int = 5) -> pd.DataFrame:
+    """Validation and test ``metric@k`` of ``base`` with ``option`` set to each of ``values``
+    (``None``: the method's default, i.e. ``base`` itself). A value whose run is not stored
+    gives NaNs. The row with the best validation value is marked ``chosen``: choosing on
+    validation keeps the test value an honest estimate."""
+    out = []
+    for v in values:
+        cell = base if v is None else with_options(base, **{option: v})
+        row = {option: "default" if v is None else v, "run_id": cell.cfg.run_id,
+               "valid": np.nan, "test": np.nan}
+        if store.has(cell.cfg.run_id):
+            m = store.metrics(cell.cfg.run_id)
+            for split in ("valid", "test"):
+                sel = m[(m["split"] == split) & (m["metric"] == metric) & (m["k"] == k)]
+                row[split] = float(sel["value"].iloc[0])
+        out.append(row)
+    df = pd.DataFrame(out)
+    df["chosen"] = df["valid"] == df["valid"].max() if df["valid"].notna().any() else False
+    return df

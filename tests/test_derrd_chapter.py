@@ -23,8 +23,9 @@ def _store_run(store: ResultStore, cell: derrd.Cell, hr5: np.ndarray) -> None:
         for k in (5, 10, 20):
             v = hr5 * (1.0 if metric == "hr" else 0.7) * (1 + k / 100)
             per_user[f"test/{metric}@{k}"] = v.astype(np.float32)
-            rows.append({"split": "test", "metric": metric, "k": k, "value": float(v.mean()),
-                         "epoch": 3})
+            for split in ("valid", "test"):
+                rows.append({"split": split, "metric": metric, "k": k,
+                             "value": float(v.mean()), "epoch": 3})
     cfg = cell.cfg
     labels = {"run_id": cfg.run_id, "paper": "DE-RRD", "dataset": cfg.dataset,
               "protocol": cfg.protocol, "model": cfg.model, "role": cfg.role,
@@ -102,7 +103,8 @@ def test_table2_rows_and_not_run_cells(filled):
     rows = derrd.stored_rows(store, cells)
     t = derrd.table2(rows, "CiteULike/BPR")
     assert list(t.columns[:3]) == ["HR@5", "MRR@5", "NDCG@5"]
-    hr5 = rows[(rows.method == "Student") & (rows.metric == "hr") & (rows.k == 5)].value
+    hr5 = rows[(rows.method == "Student") & (rows.split == "test") & (rows.metric == "hr")
+               & (rows.k == 5)].value
     assert t.loc[("Student", "ours (n=3)"), "HR@5"] == f"{hr5.mean():.4f} ± {hr5.std():.4f}"
     assert t.loc[("RD", "ours (n=0)"), "HR@5"] == "not run"
     assert t.loc[("DE", "ours (n=1)"), "HR@5"].count("±") == 0
@@ -210,3 +212,17 @@ def test_claim7_needs_a_noise_estimate():
     check.loc[1, ["n_seeds", "ours", "std", "std from", "z", "verdict"]] = [
         2, 0.40, 0.01, "own seeds", 7.7, "outside seed noise"]
     assert derrd.claim7_logs(check)["verdict"] == derrd.PARTLY
+
+
+def test_option_sweep_marks_the_best_validation_run(tmp_path):
+    store = ResultStore(tmp_path)
+    base = next(c for c in derrd.chapter_grid("full", ["CiteULike/BPR"], ["CD"], seeds=[0]))
+    low = derrd.with_options(base, T=0.1)
+    assert low.cfg.extra == {"teacher": {"dim": 200}, "T": 0.1}
+    assert low.cfg.run_id != base.cfg.run_id
+    _store_run(store, base, np.full(N_USERS, 0.3))
+    _store_run(store, low, np.full(N_USERS, 0.5))
+    sweep = derrd.option_sweep(store, base, "T", [None, 0.1, 0.02]).set_index("T")
+    assert sweep.loc["default", "test"] == pytest.approx(0.3 * 1.05)  # HR@5 = hr5 · (1 + 5/100)
+    assert sweep.loc[0.1, "chosen"] and not sweep.loc["default", "chosen"]
+    assert np.isnan(sweep.loc[0.02, "test"]) and not sweep.loc[0.02, "chosen"]
