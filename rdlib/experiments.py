@@ -147,6 +147,10 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
         "selected_epochs": {k: s.epoch for k, s in out.selected.items()},
         "split": {"protocol": split.protocol, **split.stats()},
         "n_parameters": model.n_parameters(),
+        # a resumed run: epochs before this one ran in an earlier process (maybe other code);
+        # distiller samples drawn after it differ from an uninterrupted run's (their
+        # generators are not checkpointed)
+        "resumed_from_epoch": out.resumed_from_epoch,
     }
     if kd:
         manifest["teacher_run_id"] = teacher_cfg.run_id

@@ -66,6 +66,7 @@ class TrainOutcome:
     train_seconds: float
     eval_seconds: float
     best_state: dict[str, torch.Tensor] | None
+    resumed_from_epoch: int | None = None  # the epoch a checkpoint restarted the run at
 
 
 def _selection_keys(cfg: RunConfig) -> list[str]:
@@ -118,6 +119,7 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
     t_train = t_eval = 0.0
     users_of: dict[str, np.ndarray] = {}
     last_save = -math.inf
+    resumed_from: int | None = None
 
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -129,6 +131,7 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         start_epoch, bad_evals = state["epoch"], state["bad_evals"]
         selected, curve, best_state = state["selected"], state["curve"], state["best_state"]
         users_of, t_train, t_eval = state["users_of"], state["t_train"], state["t_eval"]
+        resumed_from = start_epoch
 
     bar = tqdm(range(start_epoch, cfg.epochs), disable=not cfg.progress, desc=cfg.run_id[:40],
                initial=start_epoch, total=cfg.epochs, mininterval=2.0)
@@ -204,4 +207,4 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
                         valid_users=users_of.get("valid", np.empty(0, np.int64)),
                         test_users=users_of.get("test", np.empty(0, np.int64)),
                         epochs_run=epochs_run, train_seconds=t_train, eval_seconds=t_eval,
-                        best_state=best_state)
+                        best_state=best_state, resumed_from_epoch=resumed_from)

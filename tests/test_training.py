@@ -79,6 +79,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     train(2, ckpt)  # "interrupted" after 2 epochs
     resumed, m_res = train(4, ckpt)
     assert resumed.epochs_run == 4
+    assert resumed.resumed_from_epoch == 2 and full.resumed_from_epoch is None
     for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     assert full.selected.keys() == resumed.selected.keys()

@@ -83,32 +83,30 @@ class ExpertSet(nn.Module):
         outputs of (B, d_out) each; the same sum, reassociated.
 
         Sparse: Gumbel selection at a low temperature makes most weights exactly 0 (the softmax
-        underflows). Then only the non-zero (row, expert) pairs are computed: they are grouped
-        by expert into a zero-padded (M, P_max, d_in) batch and run through one ``bmm`` per
-        layer. Skipping a term whose weight is exactly 0 changes neither the output nor any
-        gradient: the term and its gradients are multiplied by 0, and the softmax backward
-        multiplies the gradient of a zero weight by that weight (padding rows carry weight 0
-        too). Used when the padded batch is at most ``sparse_below`` of the dense one.
+        underflows). When at most ``sparse_below`` of the (row, expert) weights are non-zero,
+        only those pairs are computed: the pairs are grouped by expert and each expert runs on
+        its own rows, so the work is proportional to the number of pairs however unevenly the
+        experts are used (a trained item gate sends a third of the items to one expert).
+        Skipping a term whose weight is exactly 0 changes neither the output nor any gradient:
+        the term and its gradients are multiplied by 0, and the softmax backward multiplies the
+        gradient of a zero weight by that weight.
         """
         n_rows, n_exp = s.shape
-        rows, experts = (s != 0).nonzero(as_tuple=True)  # (P,), (P,): sorted by row
-        counts = torch.bincount(experts, minlength=n_exp)  # (M,)
-        p_max = int(counts.max())
-        if n_exp == 1 or p_max > sparse_below * n_rows:
+        nz = s != 0  # (B, M)
+        if n_exp == 1 or int(nz.sum()) > sparse_below * n_rows * n_exp:
             h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
             hs = (h * s.unsqueeze(2)).reshape(n_rows, -1)  # (B, M·h)
             return hs @ self.w2.reshape(-1, self.w2.shape[2]) + s @ self.b2  # (B, d_out)
+        rows, experts = nz.nonzero(as_tuple=True)  # (P,), (P,)
         order = torch.argsort(experts, stable=True)
         rows, experts = rows[order], experts[order]  # grouped by expert
-        starts = torch.cumsum(counts, 0) - counts  # (M,) first pair of each expert
-        slot = torch.arange(rows.numel(), device=x.device) - starts[experts]  # (P,)
-        x_pad = x.new_zeros(n_exp, p_max, x.shape[1])  # (M, P_max, d_in)
-        x_pad = x_pad.index_put((experts, slot), x[rows])
-        w_pad = s.new_zeros(n_exp, p_max, 1).index_put((experts, slot),
-                                                       s[rows, experts].unsqueeze(1))
-        h = torch.relu(torch.bmm(x_pad, self.w1) + self.b1.unsqueeze(1))  # (M, P_max, h)
-        y = (torch.bmm(h, self.w2) + self.b2.unsqueeze(1)) * w_pad  # (M, P_max, d_out)
-        return x.new_zeros(n_rows, y.shape[2]).index_add(0, rows, y[experts, slot])  # (B, d_out)
+        sizes = torch.bincount(experts, minlength=n_exp).tolist()  # pairs per expert
+        # unbind once: one gradient buffer per weight tensor, not one per expert
+        w1, b1, w2, b2 = (p.unbind(0) for p in (self.w1, self.b1, self.w2, self.b2))
+        outs = [torch.relu(xm @ w1[m] + b1[m]) @ w2[m] + b2[m]  # (P_m, d_out)
+                for m, xm in enumerate(x[rows].split(sizes)) if sizes[m]]
+        y = torch.cat(outs) * s[rows, experts].unsqueeze(1)  # (P, d_out)
+        return x.new_zeros(n_rows, y.shape[1]).index_add(0, rows, y)  # (B, d_out)
 
 
 class DistillationExperts(Distiller):
