@@ -418,7 +418,9 @@ def claim6_inference(inference: pd.DataFrame | None) -> dict[str, str]:
     """Claim 6: from φ = 1.0 to 0.1 inference time falls by about 26% for NeuMF, 5–7% for BPR.
 
     ``inference`` is :func:`rdlib.reports.inference_table`'s output; the fall is
-    1 − time(φ=0.1)/time(φ=1.0) on CiteULike, per model, on the first device listed."""
+    1 − time(φ=0.1)/time(φ=1.0) on CiteULike, per model, on the first device listed.
+    Reproduced: NeuMF falls by 15–40% and BPR by at most 15%; partly: NeuMF falls more than
+    BPR, by other amounts."""
     col = "time ratio 0.1/1.0"
     if inference is None or inference.empty or col not in inference.columns:
         return {"evidence": "not measured: run benchmarks/bench_inference.py",
@@ -427,10 +429,12 @@ def claim6_inference(inference: pd.DataFrame | None) -> dict[str, str]:
     falls = {m: 1 - float(g[col].iloc[0]) for m, g in cite.groupby("model")}
     if not {"BPR", "NeuMF"} <= set(falls):
         return {"evidence": "not measured for both models", "verdict": NOT_TESTED}
-    ok = falls["NeuMF"] > 0.15 and falls["BPR"] < falls["NeuMF"]
+    ordered = falls["BPR"] < falls["NeuMF"]  # the qualitative claim: NeuMF gains more
+    sized = 0.15 <= falls["NeuMF"] <= 0.40 and falls["BPR"] <= 0.15  # ~26% and 5-7%
+    verdict = (REPRODUCED if ordered and sized else PARTLY if ordered else NOT_REPRODUCED)
     return {"evidence": f"time falls by {falls['NeuMF']:.0%} for NeuMF and {falls['BPR']:.0%} for "
                         "BPR from φ = 1.0 to 0.1 (CiteULike, all users, top-50)",
-            "verdict": REPRODUCED if ok else NOT_REPRODUCED}
+            "verdict": verdict}
 
 
 CLAIMS: dict[int, str] = {
