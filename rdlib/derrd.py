@@ -495,3 +495,28 @@ def option_sweep(store: ResultStore, base: Cell, option: str, values: Sequence,
     df = pd.DataFrame(out)
     df["chosen"] = df["valid"] == df["valid"].max() if df["valid"].notna().any() else False
     return df
+
+
+def selection_comparison(store: ResultStore, cells: Sequence[Cell], setting: str,
+                         label: str = "Student",
+                         columns: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 10),
+                                                               ("hr", 20))) -> pd.DataFrame:
+    """Test metrics of ``label`` under the official per-cutoff selection and under one best
+    epoch (best validation HR@10 for every metric), over the seeds stored for both; one row per
+    rule with the number of seeds."""
+    base = [c for c in cells if c.setting == setting and c.method == label and c.phi == 0.1]
+    out = []
+    for rule in ("per_cutoff", "best_epoch"):
+        ids = [c.cfg.run_id if rule == c.cfg.selection else
+               replace(c.cfg, selection=rule).run_id for c in base]
+        ids = [r for r in ids if store.has(r)]
+        row: dict[str, object] = {"selection": rule, "n_seeds": len(ids)}
+        if ids:
+            m = store.metrics(ids)
+            m = m[m["split"] == "test"]
+            for metric, k in columns:
+                v = m[(m["metric"] == metric) & (m["k"] == k)]["value"]
+                row[reports.metric_column(metric, k)] = f"{v.mean():.4f} ± {v.std():.4f}" \
+                    if len(v) > 1 else f"{v.mean():.4f}"
+        out.append(row)
+    return pd.DataFrame(out)

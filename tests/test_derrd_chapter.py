@@ -3,6 +3,8 @@ of hand-made runs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -228,3 +230,14 @@ def test_option_sweep_marks_the_best_validation_run(tmp_path):
     assert sweep.loc["default", "test"] == pytest.approx(0.3 * 1.05)  # HR@5 = hr5 · (1 + 5/100)
     assert sweep.loc[0.1, "chosen"] and not sweep.loc["default", "chosen"]
     assert np.isnan(sweep.loc[0.02, "test"]) and not sweep.loc[0.02, "chosen"]
+
+
+def test_selection_comparison_pairs_the_rules(filled):
+    store, cells = filled
+    student = [c for c in cells if c.method == "Student"]
+    for c in student[:2]:  # best-epoch runs for two of the three seeds
+        best = derrd.Cell(c.setting, c.method, c.phi, replace(c.cfg, selection="best_epoch"))
+        _store_run(store, best, np.full(N_USERS, 0.25))
+    got = derrd.selection_comparison(store, cells, "CiteULike/BPR").set_index("selection")
+    assert got.loc["per_cutoff", "n_seeds"] == 3 and got.loc["best_epoch", "n_seeds"] == 2
+    assert got.loc["best_epoch", "HR@5"] == f"{0.25 * 1.05:.4f} ± 0.0000"
