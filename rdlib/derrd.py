@@ -505,11 +505,12 @@ def selection_comparison(store: ResultStore, cells: Sequence[Cell], setting: str
     epoch (best validation HR@10 for every metric), over the seeds stored for both; one row per
     rule with the number of seeds."""
     base = [c for c in cells if c.setting == setting and c.method == label and c.phi == 0.1]
+    rules = ("per_cutoff", "best_epoch")
+    by_rule = {rule: [replace(c.cfg, selection=rule).run_id for c in base] for rule in rules}
+    both = [i for i in range(len(base)) if all(store.has(by_rule[r][i]) for r in rules)]
     out = []
-    for rule in ("per_cutoff", "best_epoch"):
-        ids = [c.cfg.run_id if rule == c.cfg.selection else
-               replace(c.cfg, selection=rule).run_id for c in base]
-        ids = [r for r in ids if store.has(r)]
+    for rule in rules:
+        ids = [by_rule[rule][i] for i in both]  # the same seeds under both rules
         row: dict[str, object] = {"selection": rule, "n_seeds": len(ids)}
         if ids:
             m = store.metrics(ids)
