@@ -98,13 +98,11 @@ def chapter_grid(profile: str, settings: Sequence[str], methods: Sequence[str],
                 cells.append(Cell(setting, label, 1.0, cfg))
                 continue
             for phi in phis:
-                for seed in seeds if seeds is not None else [None]:
-                    for cfg in profiles.grid(prof, profile, None if seed is None else [seed],
-                                             **base, dim=student_dim(phi),
-                                             method=METHODS[label]):
-                        if label != "Student":
-                            cfg = replace(cfg, extra={"teacher": teacher_spec(cfg)})
-                        cells.append(Cell(setting, label, phi, cfg))
+                for cfg in profiles.grid(prof, profile, seeds, **base, dim=student_dim(phi),
+                                         method=METHODS[label]):
+                    if label != "Student":
+                        cfg = replace(cfg, extra={"teacher": teacher_spec(cfg)})
+                    cells.append(Cell(setting, label, phi, cfg))
     return cells
 
 
@@ -219,6 +217,7 @@ def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
     frame = frame[(frame["setting"] == setting) & (frame["phi"] == 0.1)]
     frame = frame[[store.has(r) for r in frame["run_id"]]]
     student = frame[frame["method"] == "Student"].set_index("seed")["run_id"]
+    per_user = {r: store.per_user(r) for r in frame["run_id"]}  # each file read once
     out = []
     for label in KD_METHODS:
         kd = frame[frame["method"] == label].set_index("seed")["run_id"]
@@ -227,8 +226,8 @@ def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
             continue
         for metric, k in metrics:
             key = f"test/{metric}@{k}"
-            a = np.mean([store.per_user(student[s])[key] for s in seeds], axis=0)  # (users,)
-            b = np.mean([store.per_user(kd[s])[key] for s in seeds], axis=0)  # (users,)
+            a = np.mean([per_user[student[s]][key] for s in seeds], axis=0)  # (users,)
+            b = np.mean([per_user[kd[s]][key] for s in seeds], axis=0)  # (users,)
             diff = b - a
             p = (float(sps.wilcoxon(b, a, zero_method="wilcox").pvalue)
                  if np.any(diff != 0) else 1.0)
@@ -334,8 +333,8 @@ def claim1_ordering(rows: pd.DataFrame, tests: pd.DataFrame | None = None) -> di
     involves the student is also required to be significant in ``tests`` (Holm-adjusted
     per-user test, HR@5) when ``tests`` is given. Returns ``evidence`` and ``verdict``.
     """
-    means = {m: test_values(rows, "CiteULike/BPR", m).mean() for m in METHODS
-             if m != "Teacher" and test_values(rows, "CiteULike/BPR", m).size}
+    values = {m: test_values(rows, "CiteULike/BPR", m) for m in METHODS if m != "Teacher"}
+    means = {m: v.mean() for m, v in values.items() if v.size}
     held, checked, missing = [], [], []
     for better, worse, strict in CLAIM1_RELATIONS:
         if better not in means or worse not in means:

@@ -58,7 +58,7 @@ def one_expert_hidden(d_s: int, d_t: int, size: str, n_experts: int = 30) -> int
 
 
 class ExpertSet(nn.Module):
-    """M stacked experts d_in → hidden → d_out, applied to a batch with ``einsum``."""
+    """M stacked experts d_in → hidden → d_out, mixed per row by :meth:`mix`."""
 
     def __init__(self, n_experts: int, d_in: int, hidden: int, d_out: int) -> None:
         super().__init__()
@@ -69,11 +69,6 @@ class ExpertSet(nn.Module):
         # nn.Linear's default: U(±1/sqrt(fan_in)) for weights and biases
         for p, fan_in in ((self.w1, d_in), (self.b1, d_in), (self.w2, hidden), (self.b2, hidden)):
             nn.init.uniform_(p, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (B, d_in) → every expert's output (B, M, d_out) (for tests and analysis)."""
-        h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
-        return torch.einsum("bmh,mho->bmo", h, self.w2) + self.b2  # (B, M, d_t)
 
     def mix(self, x: torch.Tensor, s: torch.Tensor, sparse_below: float = 0.25
             ) -> torch.Tensor:
