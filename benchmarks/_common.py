@@ -4,6 +4,7 @@ the rows."""
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,25 @@ def set_threads(threads: int | None) -> None:
     """Use ``threads`` intra-op CPU threads (``None``: leave torch's default)."""
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def add_run_arguments(ap: argparse.ArgumentParser, out: Path, repeats_help: str) -> None:
+    """The options every benchmark takes: --device, --repeats, --threads, --quick,
+    --data-dir and --out."""
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    ap.add_argument("--repeats", type=int, default=3, help=repeats_help)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's own default; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke check on a tiny synthetic split; rows are printed, not saved")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default=str(out))
+
+
+def start(args: argparse.Namespace) -> str:
+    """Apply ``--threads`` (one thread for ``--quick`` unless given) and return the device."""
+    set_threads(1 if args.quick and args.threads is None else args.threads)
+    return env.resolve_device(args.device)
 
 
 def stamp(device: str) -> dict[str, str | int]:

@@ -38,9 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import choices, save_rows, set_threads, stamp, sync
+from _common import add_run_arguments, choices, save_rows, stamp, start, sync
 
-from rdlib import env
 from rdlib.experiments import load_split
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
@@ -126,8 +125,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    ap.add_argument("--repeats", type=int, default=3, help="timed passes (after a warm-up batch)")
+    add_run_arguments(ap, OUT, "timed passes (after a warm-up batch)")
     ap.add_argument("--datasets", default=",".join(DATASETS),
                     help=f"comma-separated, from {','.join(DATASETS)} (default: both)")
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: bpr,neumf")
@@ -136,15 +134,8 @@ def main() -> None:
     ap.add_argument("--batch-bpr", type=int, default=BATCH_USERS["bpr"], help="users per batch")
     ap.add_argument("--batch-neumf", type=int, default=BATCH_USERS["neumf"],
                     help="users per batch")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's own default; 1 with --quick)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke check on a tiny synthetic split; rows are printed, not saved")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
-    set_threads(1 if args.quick and args.threads is None else args.threads)
-    device = env.resolve_device(args.device)
+    device = start(args)
     if args.quick:
         datasets = QUICK_DATASETS
     else:

@@ -48,9 +48,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from _common import choices, save_rows, set_threads, stamp, sync
+from _common import add_run_arguments, choices, save_rows, stamp, start, sync
 
-from rdlib import env
 from rdlib.config import RunConfig
 from rdlib.distill import METHODS, OPTIONS, build_distiller
 from rdlib.experiments import load_split
@@ -178,19 +177,11 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    ap.add_argument("--repeats", type=int, default=3, help="timed epochs (after one warm-up)")
+    add_run_arguments(ap, OUT, "timed epochs (after one warm-up)")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated, from {','.join(METHODS)} (default: all)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's own default; 1 with --quick)")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke check on a tiny synthetic split; rows are printed, not saved")
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
-    set_threads(1 if args.quick and args.threads is None else args.threads)
-    device = env.resolve_device(args.device)
+    device = start(args)
     df = bench(device, choices(args.methods, METHODS, "method"), args.repeats, args.quick, args.data_dir)
     save_rows(df, Path(args.out), args.quick)
     print(summary(df).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
