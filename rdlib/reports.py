@@ -154,6 +154,16 @@ def reference_table(paper: str, dataset: str, base_model: str, method_prefix: st
     return wide.map(lambda v: f"{v:.{digits}f}")
 
 
+def _seconds_range(low: float, high: float) -> str:
+    """An official timing range as a cell: ``"28–34"``, or ``"11.1"`` when low = high."""
+    return f"{low:g}–{high:g}" if low != high else f"{low:g}"
+
+
+def _median_cell(seconds: pd.Series) -> str:
+    """Our repeated timings as a cell: ``"0.512 (median of 3)"``."""
+    return f"{seconds.median():.3f} (median of {len(seconds)})"
+
+
 def benchmark_table(path=None) -> pd.DataFrame:
     """Our benchmark rows (``benchmarks/results/bpr_citeulike.csv``) summarised per device, next to
     the official code's timings (``data/official_timings.csv``) for the same quantities."""
@@ -162,7 +172,7 @@ def benchmark_table(path=None) -> pd.DataFrame:
     official = pd.read_csv(root / "data" / "official_timings.csv")
     official = official[official["method"] == "BPR student"]
     rows = [{"code": "official DE-RRD", "quantity": r.quantity, "hardware": r.hardware,
-             "seconds": f"{r.low_s:g}–{r.high_s:g}" if r.low_s != r.high_s else f"{r.low_s:g}"}
+             "seconds": _seconds_range(r.low_s, r.high_s)}
             for r in official.itertuples()]
     try:
         ours = pd.read_csv(path)
@@ -170,7 +180,7 @@ def benchmark_table(path=None) -> pd.DataFrame:
         ours = pd.DataFrame(columns=["benchmark", "device_name", "seconds"])
     for (q, dev), g in ours.groupby(["benchmark", "device_name"]):
         rows.append({"code": "rdlib", "quantity": q, "hardware": dev,
-                     "seconds": f"{g['seconds'].median():.3f} (median of {len(g)})"})
+                     "seconds": _median_cell(g["seconds"])})
     return pd.DataFrame(rows).sort_values(["quantity", "code"]).reset_index(drop=True)
 
 
@@ -186,10 +196,6 @@ def _official_train_epoch(official: str | Path | None = None) -> pd.DataFrame:
     off = pd.read_csv(official or repo_root() / "data" / "official_timings.csv")
     off = off[(off["quantity"] == "train_epoch") & off["method"].isin(list(_OFFICIAL_METHODS))]
     return off.assign(method=off["method"].map(_OFFICIAL_METHODS)).reset_index(drop=True)
-
-
-def _seconds_range(low: float, high: float) -> str:
-    return f"{low:g}–{high:g}" if low != high else f"{low:g}"
 
 
 def kd_timing_table(path: str | Path | None = None, *,
@@ -223,7 +229,7 @@ def kd_timing_table(path: str | Path | None = None, *,
             speedup = f"{low / median:.1f}–{high / median:.1f}×"
         rows.append({"code": "rdlib", "method": method,
                      "epoch": "" if pd.isna(epoch) else str(int(epoch)), "hardware": name,
-                     "seconds": f"{median:.3f} (median of {len(g)})",
+                     "seconds": _median_cell(g["seconds"]),
                      "speed-up vs official CPU": speedup})
     order = {m: i for i, m in enumerate([*_METHOD_ORDER, "teacher_topk"])}
     out = pd.DataFrame(rows, columns=KD_TIMING_COLUMNS)
