@@ -23,7 +23,7 @@ def _model(n_layers: int = 1, width_ratio: float = 1.25, loss_type: str = "bpr",
            seed: int = 0) -> NeuMF:
     torch.manual_seed(seed)
     m = NeuMF(7, 23, 8, n_layers=n_layers, width_ratio=width_ratio, loss_type=loss_type,
-              init_std=0.5, chunk_items=5)
+              init_std=0.5, chunk_pairs=5)
     with torch.no_grad():  # non-zero biases so that they are exercised
         for p in m.parameters():
             if p.dim() == 1:
@@ -139,3 +139,18 @@ def test_fit_one_epoch():
     u = torch.tensor(split.train[:32, 0])
     loss = m.loss(u, torch.tensor(split.train[:32, 1]), (u * 7) % split.n_items)
     assert torch.isfinite(loss)
+
+
+def test_score_pairs_per_item_path_equals_per_pair_path():
+    """More pairs than items (evaluation) takes the per-item first layer; same logits and
+    gradients as the per-pair path (forced here by comparing against a one-row-at-a-time
+    call, which always has fewer pairs than items)."""
+    m = _model()  # 7 users, 23 items
+    users = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    items = torch.randint(0, 23, (7, 5), generator=torch.Generator().manual_seed(1))  # 35 > 23
+    fast = m.score_pairs(users, items)  # per-item path
+    slow = torch.cat([m.score_pairs(users[b:b + 1], items[b:b + 1]) for b in range(7)])
+    assert torch.allclose(fast, slow, atol=1e-6)
+    g_fast = torch.autograd.grad(fast.sum(), m.tower[0].weight)[0]
+    g_slow = torch.autograd.grad(slow.sum(), m.tower[0].weight)[0]
+    assert torch.allclose(g_fast, g_slow, atol=1e-6)

@@ -82,12 +82,13 @@ class NeuMF(Recommender):
         n_layers: hidden layers of the MLP tower ``2·d_b → d_b → d_b/2 …`` (1 fits Table 3).
         loss_type: ``"bpr"`` (pairwise, default) or ``"bce"`` (point-wise, author's code).
         init_std: standard deviation of the N(0, σ²) embedding initialisation.
-        chunk_items: items per block in :meth:`score_users` (bounds memory to B·chunk·d_b).
+        chunk_pairs: (user, item) pairs per block when scoring many pairs at once
+            (evaluation, :meth:`score_users`); bounds the intermediates to chunk_pairs·d_b floats.
     """
 
     def __init__(self, n_users: int, n_items: int, dim: int, *, width_ratio: float = 1.25,
                  n_layers: int = 1, loss_type: str = "bpr", init_std: float = 0.01,
-                 chunk_items: int = 4096) -> None:
+                 chunk_pairs: int = 16384) -> None:
         super().__init__()
         if dim <= 0 or n_users <= 0 or n_items <= 0 or width_ratio <= 0:
             raise ValueError(f"NeuMF needs positive sizes, got n_users={n_users}, "
@@ -98,7 +99,7 @@ class NeuMF(Recommender):
         if n_layers < 0 or (2 * d_b) >> n_layers < 1:
             raise ValueError(f"n_layers={n_layers} is invalid for branch width {d_b}")
         self.n_users, self.n_items, self.dim, self.d_b = n_users, n_items, dim, d_b
-        self.loss_type, self.chunk_items = loss_type, chunk_items
+        self.loss_type, self.chunk_pairs = loss_type, chunk_pairs
         self.user_gmf = nn.Embedding(n_users, d_b)
         self.item_gmf = nn.Embedding(n_items, d_b)
         self.user_mlp = nn.Embedding(n_users, d_b)
@@ -147,23 +148,55 @@ class NeuMF(Recommender):
         w_u, w_i = lin.weight[:, :self.d_b], lin.weight[:, self.d_b:]  # (w1, d_b) each
         return u_mlp @ w_u.T + lin.bias, i_mlp @ w_i.T  # (..., w1), (..., w1)
 
-    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        gmf = self.user_gmf(users)[:, None, :] * self.item_gmf(items)  # (B, C, d_b)
-        hu, hi = self._first(self.user_mlp(users), self.item_mlp(items))  # (B, w1), (B, C, w1)
+    def _pairs(self, users: torch.Tensor, items: torch.Tensor, hu: torch.Tensor,
+               hi: torch.Tensor) -> torch.Tensor:
+        """Logits of the (user, item) pairs of ``users`` (b,) × ``items`` (b, c) or (c,), given
+        the first layer's user half ``hu`` (b, w1) and item half ``hi`` (b, c, w1) or (c, w1)."""
+        u_gmf = self.user_gmf(users)[:, None, :]  # (b, 1, d_b)
+        i_gmf = self.item_gmf(items)  # (b, c, d_b) or (c, d_b)
         if len(self.tower):
-            h = hu[:, None, :] + hi  # (B, C, w1)
-        else:
-            h = torch.cat([hu[:, None, :].expand(-1, hi.shape[1], -1), hi], -1)  # (B, C, 2d_b)
-        return self._head(gmf, h)  # (B, C)
+            h = hu[:, None, :] + hi  # (b, c, w1)
+        else:  # no hidden layer: the "pre-activation" is [p'_u ; q'_i]
+            hi = hi.expand(hu.shape[0], *hi.shape[-2:])  # (b, c, d_b)
+            h = torch.cat([hu[:, None, :].expand(-1, hi.shape[1], -1), hi], -1)  # (b, c, 2d_b)
+        return self._head(u_gmf * i_gmf, h)  # (b, c)
+
+    def _blocks(self, n_rows: int, per_row: int) -> range:
+        """Starts of row blocks of at most ``chunk_pairs`` pairs (at least one row each)."""
+        return range(0, n_rows, max(1, self.chunk_pairs // max(per_row, 1)))
+
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits of ``items`` (B, C) for ``users`` (B,).
+
+        Training batches (fewer pairs than items) take the pairs as they are. Larger batches
+        (evaluation: B users × 500 candidates) compute the item half of the first tower layer,
+        W_i q'_i, once per item rather than once per pair, and score the pairs in blocks of at
+        most ``chunk_pairs``: the same products, but the (pairs × w1) intermediates stay small
+        instead of reaching hundreds of MB, whose allocation and first touch dominated the time.
+        """
+        if items.numel() <= self.n_items:
+            hu, hi = self._first(self.user_mlp(users), self.item_mlp(items))  # (B,w1),(B,C,w1)
+            return self._pairs(users, items, hu, hi)  # (B, C)
+        hu, hi_all = self._first(self.user_mlp(users), self.item_mlp.weight)  # (B,w1),(I,w1)
+        rows = self._blocks(len(users), items.shape[1])
+        out = []
+        for a in rows:
+            it = items[a:a + rows.step]  # (b, C)
+            hi = hi_all.index_select(0, it.reshape(-1)).view(*it.shape, -1)  # (b, C, w1)
+            out.append(self._pairs(users[a:a + rows.step], it, hu[a:a + rows.step], hi))
+        return torch.cat(out)  # (B, C)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        """Logits of every item (B, I) for ``users`` (B,): blocks of items, at most
+        ``chunk_pairs`` (user, item) pairs each; the GMF part is one (B, d_b)×(d_b, I) GEMM."""
         w_gmf = self.final.weight[0, :self.d_b]  # (d_b,)
         gmf_part = (self.user_gmf(users) * w_gmf) @ self.item_gmf.weight.T  # (B, I)
         hu, hi_all = self._first(self.user_mlp(users), self.item_mlp.weight)  # (B, w1), (I, w1)
         w_mlp = self.final.weight[0, self.d_b:]  # (w_L,)
+        cols = self._blocks(self.n_items, len(users))
         out = []
-        for a in range(0, self.n_items, self.chunk_items):
-            hi = hi_all[a:a + self.chunk_items]  # (C, w1)
+        for a in cols:
+            hi = hi_all[a:a + cols.step]  # (C, w1)
             if len(self.tower):
                 h = hu[:, None, :] + hi[None]  # (B, C, w1)
             else:
