@@ -7,6 +7,8 @@ code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touc
     rdlib data list
     rdlib data stats NAME [--json] [--data-dir DIR]
     rdlib data stats --file PATH [--file PATH ...] --format FMT [--json]
+    rdlib run derrd [--settings S ...] [--methods M ...] [--seeds N ...] [--phis P ...]
+                    [--profile full|smoke] [--device D] [--threads N] [--dry-run]
 
 Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
 with code 2, like argparse usage errors.
@@ -140,6 +142,72 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# rdlib run ...
+# --------------------------------------------------------------------------------------------
+
+def _cmd_run_derrd(args: argparse.Namespace) -> int:
+    """Run the missing cells of a slice of the DE-RRD grid (stored runs are skipped).
+
+    The chapter notebook runs the same cells in one kernel; this command runs a slice in a
+    shell, e.g. one process per core on a CPU, or one slice per GPU call. An interrupted run
+    resumes from its checkpoint the next time.
+    """
+    import torch
+
+    from rdlib import derrd
+    from rdlib.experiments import run_experiment
+    from rdlib.results import ResultStore
+
+    try:
+        cells = derrd.chapter_grid(args.profile, args.settings, args.methods, seeds=args.seeds,
+                                   phis=tuple(args.phis), device=args.device)
+    except ValueError as e:
+        raise _UsageError(str(e)) from e
+    store = ResultStore(args.results_dir)
+    missing = [c for c in cells if not store.has(c.cfg.run_id)]
+    missing_ids = {c.cfg.run_id for c in missing}
+    for c in cells:
+        state = "missing" if c.cfg.run_id in missing_ids else "stored "
+        print(f"{state}  {c.setting:<17} {c.method:<7} phi={c.phi:<4} seed={c.cfg.seed}  "
+              f"{c.cfg.run_id}")
+    print(f"{len(cells)} cells, {len(missing)} missing")
+    if args.dry_run or not missing:
+        return EXIT_OK
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for i, c in enumerate(missing, 1):
+        print(f"[{i}/{len(missing)}] {c.setting} {c.method} phi={c.phi} seed={c.cfg.seed}",
+              flush=True)
+        run_experiment(c.cfg, store=store, data_dir=args.data_dir)
+    return EXIT_OK
+
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    from rdlib import derrd
+
+    run = sub.add_parser("run", help="run a slice of a chapter's grid of experiments")
+    run_sub = run.add_subparsers(dest="run_command", metavar="CHAPTER", required=True)
+    p = run_sub.add_parser("derrd", help="DE-RRD (Kang et al., CIKM 2020): Table 2, Fig. 4")
+    p.add_argument("--settings", nargs="+", default=list(derrd.SETTINGS), metavar="SETTING",
+                   help=f"dataset/model settings: {', '.join(derrd.SETTINGS)} (default: all)")
+    p.add_argument("--methods", nargs="+", default=list(derrd.METHODS), metavar="METHOD",
+                   help=f"Table 2 rows: {', '.join(derrd.METHODS)} (default: all)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                   help="training seeds (default: the profile's; the teacher is always seed 0)")
+    p.add_argument("--phis", nargs="+", type=float, default=[0.1], metavar="PHI",
+                   help=f"student sizes phi, of {derrd.PHIS} (default: 0.1)")
+    p.add_argument("--profile", choices=("smoke", "full"), default="full",
+                   help="'full' (the paper's settings) or 'smoke' (a few epochs)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the profile's)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells and whether each is stored; run nothing")
+    p.add_argument("--data-dir", metavar="DIR", help="mirror root holding DIR/<name>/")
+    p.add_argument("--results-dir", metavar="DIR", help="result store (default: results/)")
+    p.set_defaults(func=_cmd_run_derrd)
+
+
+# --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
 
@@ -147,7 +215,8 @@ class _UsageError(Exception):
     """A wrong combination of arguments argparse cannot express."""
 
 
-_COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_commands]
+_COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_data_commands, _add_run_commands]
 
 
 class _Parser(argparse.ArgumentParser):

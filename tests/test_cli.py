@@ -106,3 +106,36 @@ def test_dataset_missing_everywhere_exit_2(tiny, capsys):
 def test_help_exits_0(capsys):
     assert main(["data", "stats", "--help"]) == 0
     assert "--format" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ rdlib run derrd
+
+def test_run_derrd_dry_run_lists_stored_and_missing_cells(tmp_path, capsys):
+    from rdlib import derrd
+    from rdlib.results import ResultStore
+
+    cells = derrd.chapter_grid("smoke", ["CiteULike/BPR"], ["Teacher", "RRD"], seeds=[0, 1])
+    teacher = cells[0].cfg
+    run_dir = ResultStore(tmp_path).run_dir(teacher.run_id)  # a finished run: its manifest
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "Teacher", "RRD",
+                 "--seeds", "0", "1", "--profile", "smoke", "--dry-run",
+                 "--results-dir", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[-1] == "3 cells, 2 missing"
+    assert out[0].startswith("stored ") and teacher.run_id in out[0]
+    assert [line.split()[0] for line in out[1:3]] == ["missing", "missing"]
+    assert {cells[1].cfg.run_id, cells[2].cfg.run_id} == {line.split()[-1] for line in out[1:3]}
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["--methods", "DEX"], "DEX"),
+    (["--settings", "Yelp/BPR"], "Yelp/BPR"),
+    (["--phis", "0.3"], "0.3"),
+])
+def test_run_derrd_rejects_unknown_choices(argv, named, tmp_path, capsys):
+    code = main(["run", "derrd", *argv, "--dry-run", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and named in err
