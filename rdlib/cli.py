@@ -8,6 +8,7 @@ code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touc
     rdlib data stats NAME [--json] [--data-dir DIR]
     rdlib data stats --file PATH [--file PATH ...] --format FMT [--json]
     rdlib run derrd [--settings S ...] [--methods M ...] [--seeds N ...] [--phis P ...]
+                    [--study table2|table4|table5] [--variants V ...]
                     [--profile full|smoke] [--device D] [--threads N] [--dry-run]
 
 Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
@@ -158,9 +159,16 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     from rdlib.experiments import run_experiment
     from rdlib.results import ResultStore
 
+    methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"]}
     try:
-        cells = derrd.chapter_grid(args.profile, args.settings, args.methods, seeds=args.seeds,
-                                   phis=tuple(args.phis), device=args.device)
+        cells = derrd.chapter_grid(args.profile, args.settings, methods[args.study],
+                                   seeds=args.seeds, phis=tuple(args.phis), device=args.device)
+        if args.study == "table4":
+            cells = [c for s in args.settings
+                     for _, c in derrd.ablation_cells(cells, s, args.variants or
+                                                      tuple(derrd.ABLATIONS))]
+        elif args.study == "table5":
+            cells = [c for s in args.settings for _, _, c in derrd.lambda_cells(cells, s)]
     except ValueError as e:
         raise _UsageError(str(e)) from e
     store = ResultStore(args.results_dir)
@@ -196,6 +204,12 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                    help="training seeds (default: the profile's; the teacher is always seed 0)")
     p.add_argument("--phis", nargs="+", type=float, default=[0.1], metavar="PHI",
                    help=f"student sizes phi, of {derrd.PHIS} (default: 0.1)")
+    p.add_argument("--study", choices=("table2", "table4", "table5"), default="table2",
+                   help="table2: --methods × settings × --phis (also Fig. 4); table4: the DE "
+                        "and RRD design variants (--variants); table5: DE-RRD's λ_DE × λ_RRD "
+                        "grid")
+    p.add_argument("--variants", nargs="+", metavar="VARIANT",
+                   help=f"Table 4 rows (default: all): {'; '.join(derrd.ABLATIONS)}")
     p.add_argument("--profile", choices=("smoke", "full"), default="full",
                    help="'full' (the paper's settings) or 'smoke' (a few epochs)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the profile's)")

@@ -29,6 +29,7 @@ from scipy import stats as sps
 
 from rdlib import profiles, reports
 from rdlib.config import RunConfig
+from rdlib.distill import OPTIONS as _DISTILL_OPTIONS
 from rdlib.results import ResultStore
 
 TEACHER_DIM = 200  # main_DE.py / main_URRD.py: teacher_dims = 200 (papers.md §2.3)
@@ -520,3 +521,129 @@ def selection_comparison(store: ResultStore, cells: Sequence[Cell], setting: str
                     if len(v) > 1 else f"{v.mean():.4f}"
         out.append(row)
     return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------- Table 4 and Table 5
+#: Table 4 row → (base Table 2 method, its options); (a)–(c) vary DE, (d)–(e) vary RRD
+#: (papers.md §2.8). ``"large"`` / ``"small"`` expert sizes are resolved per setting by
+#: :func:`ablation_cells` (:func:`rdlib.kd.de.one_expert_hidden`).
+ABLATIONS: dict[str, tuple[str, dict]] = {
+    "DE": ("DE", {}),
+    "(a) attention": ("DE", {"selection": "attention"}),
+    "(b) one expert, large": ("DE", {"n_experts": 1, "expert_hidden": "large"}),
+    "(c) one expert, small": ("DE", {"n_experts": 1, "expert_hidden": "small"}),
+    "RRD": ("RRD", {}),
+    "(d) full ranking": ("RRD", {"variant": "full"}),
+    "(e) interesting-only ranking": ("RRD", {"variant": "interesting_only"}),
+}
+#: the CSV's method name of each Table 4 variant row
+_PAPER_ABLATION = {"(a) attention": "DE variant (a) attention",
+                   "(b) one expert, large": "DE variant (b) one expert (large)",
+                   "(c) one expert, small": "DE variant (c) one expert (small)",
+                   "(d) full ranking": "RRD variant (d) full ranking",
+                   "(e) interesting-only ranking": "RRD variant (e) interesting-only ranking"}
+#: λ values of the paper's Table 5 grid, both axes (papers.md §2.9)
+LAMBDAS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+OPTIONS_DE_RRD = _DISTILL_OPTIONS["de-rrd"]
+
+
+def repr_width(model: str, dim: int) -> int:
+    """Width of the representation DE distils: d for BPR, [GMF ; MLP] = 2·d_b for NeuMF."""
+    if model == "neumf":
+        from rdlib.models.neumf import neumf_branch_dim
+        return 2 * neumf_branch_dim(dim)
+    return dim
+
+
+def ablation_cells(cells: Sequence[Cell], setting: str,
+                   variants: Sequence[str] = tuple(ABLATIONS)) -> list[tuple[str, Cell]]:
+    """The Table 4 runs of ``setting`` at φ = 0.1: each variant applied to every stored seed's
+    base cell in ``cells`` (DE or RRD), as (variant, cell) pairs; the unmodified rows ("DE",
+    "RRD") are the Table 2 cells themselves."""
+    from rdlib.kd.de import one_expert_hidden
+
+    unknown = [v for v in variants if v not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"unknown Table 4 variants {unknown}; choose from {list(ABLATIONS)}")
+    out = []
+    for variant in variants:
+        label, options = ABLATIONS[variant]
+        for base in (c for c in cells if c.setting == setting and c.method == label
+                     and c.phi == 0.1):
+            opts = dict(options)
+            if opts.get("expert_hidden") in ("large", "small"):
+                d_s = repr_width(base.cfg.model, base.cfg.dim)
+                d_t = repr_width(base.cfg.model, TEACHER_DIM)
+                opts["expert_hidden"] = one_expert_hidden(d_s, d_t, opts["expert_hidden"])
+            out.append((variant, with_options(base, **opts) if opts else base))
+    return out
+
+
+def lambda_cells(cells: Sequence[Cell], setting: str,
+                 lambdas: Sequence[float] = LAMBDAS) -> list[tuple[float, float, Cell]]:
+    """The Table 5 runs of ``setting``: DE-RRD at φ = 0.1 with every (λ_DE, λ_RRD) of
+    ``lambdas`` × ``lambdas``, for each DE-RRD cell of ``cells``; the official defaults
+    (λ_DE = 1e-2, λ_RRD = 1e-3) are the Table 2 cell itself (options left unspelt, same run)."""
+    defaults = (OPTIONS_DE_RRD["lmbda_de"], OPTIONS_DE_RRD["lmbda_rrd"])
+    out = []
+    for base in (c for c in cells if c.setting == setting and c.method == "DE-RRD"
+                 and c.phi == 0.1):
+        for l_de in lambdas:
+            for l_rrd in lambdas:
+                cell = base if (l_de, l_rrd) == defaults else with_options(
+                    base, lmbda_de=l_de, lmbda_rrd=l_rrd)
+                out.append((l_de, l_rrd, cell))
+    return out
+
+
+def _mean_metrics(store: ResultStore, run_ids: Sequence[str], split: str = "test"
+                  ) -> tuple[dict[tuple[str, int], float], int]:
+    """Mean ``split`` metric of the stored runs among ``run_ids`` and how many there were."""
+    ids = [r for r in run_ids if store.has(r)]
+    if not ids:
+        return {}, 0
+    m = store.metrics(ids)
+    m = m[m["split"] == split]
+    return m.groupby(["metric", "k"])["value"].mean().to_dict(), len(ids)
+
+
+def table4(store: ResultStore, cells: Sequence[Cell], setting: str,
+           columns: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 5), ("hr", 10),
+                                                 ("ndcg", 10))) -> pd.DataFrame:
+    """Table 4 for ``setting``: our test means over the stored seeds of each variant (with n)
+    beside the paper's Table 4, which is **Foursquare** (for ``setting``'s base model)."""
+    _, _, _, base = SETTINGS[setting]
+    paper = reports.paper_numbers("DE-RRD", dataset="Foursquare", base_model=base)
+    by_variant: dict[str, list[str]] = {}
+    for variant, cell in ablation_cells(cells, setting):
+        by_variant.setdefault(variant, []).append(cell.cfg.run_id)
+    out = []
+    for variant in ABLATIONS:
+        mean, n = _mean_metrics(store, by_variant.get(variant, []))
+        row: dict[str, object] = {"variant": variant, "n": n}
+        for metric, k in columns:
+            col = reports.metric_column(metric, k)
+            row[f"ours {col}"] = mean.get((metric, k), np.nan)
+            name = _PAPER_ABLATION.get(variant, variant) + " (phi=0.1)"
+            ref = paper[(paper["method"] == name) & (paper["metric"] == metric.upper())
+                        & (paper["cutoff"] == k)]
+            row[f"paper (Foursquare) {col}"] = float(ref["value"].iloc[0]) if len(ref) \
+                else np.nan
+        out.append(row)
+    return pd.DataFrame(out).set_index("variant")
+
+
+def table5(store: ResultStore, cells: Sequence[Cell], setting: str, split: str = "test",
+           metric: str = "hr", k: int = 5) -> pd.DataFrame:
+    """Our λ_DE × λ_RRD grid of ``setting`` (mean ``split`` metric@k over the stored seeds;
+    NaN where none is stored): rows λ_DE, columns λ_RRD, as :func:`paper_lambda_grid`."""
+    runs: dict[tuple[float, float], list[str]] = {}
+    for l_de, l_rrd, cell in lambda_cells(cells, setting):
+        runs.setdefault((l_de, l_rrd), []).append(cell.cfg.run_id)
+    grid = [{"λ_DE": l_de, "λ_RRD": l_rrd,
+             "value": _mean_metrics(store, ids, split)[0].get((metric, k), np.nan)}
+            for (l_de, l_rrd), ids in runs.items()]
+    if not grid:
+        return pd.DataFrame()
+    return pd.DataFrame(grid).pivot_table(index="λ_DE", columns="λ_RRD", values="value",
+                                          dropna=False)

@@ -139,3 +139,17 @@ def test_run_derrd_rejects_unknown_choices(argv, named, tmp_path, capsys):
     code = main(["run", "derrd", *argv, "--dry-run", "--results-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and named in err
+
+
+def test_run_derrd_table4_and_table5_lay_out_the_variant_runs(tmp_path, capsys):
+    args = ["run", "derrd", "--settings", "CiteULike/BPR", "--seeds", "0", "--dry-run",
+            "--results-dir", str(tmp_path)]
+    assert main([*args, "--study", "table4", "--variants", "(a) attention",
+                 "(d) full ranking"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "2 cells, 2 missing"
+    assert [line.split()[2] for line in out[:2]] == ["DE", "RRD"]
+    assert main([*args, "--study", "table5"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "16 cells, 16 missing"
+    assert main([*args, "--study", "table4", "--variants", "(z) none"]) == 2
+    assert "unknown Table 4 variants" in capsys.readouterr().err

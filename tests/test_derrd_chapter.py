@@ -241,3 +241,61 @@ def test_selection_comparison_pairs_the_rules(filled):
     got = derrd.selection_comparison(store, cells, "CiteULike/BPR").set_index("selection")
     assert got.loc["per_cutoff", "n_seeds"] == 2 and got.loc["best_epoch", "n_seeds"] == 2
     assert got.loc["best_epoch", "HR@5"] == f"{0.25 * 1.05:.4f} ± 0.0000"
+
+
+# ---------------------------------------------------------------- Table 4 and Table 5
+
+def test_ablation_cells_resolve_expert_sizes_and_keep_the_base_runs():
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR", "CiteULike/NeuMF"],
+                               ["DE", "RRD"], seeds=[0, 1])
+    bpr = derrd.ablation_cells(cells, "CiteULike/BPR")
+    assert len(bpr) == 2 * len(derrd.ABLATIONS)  # every variant for both seeds
+    extra = {v: c.cfg.extra for v, c in bpr if c.cfg.seed == 0}
+    assert extra["(b) one expert, large"]["expert_hidden"] == 30 * 110  # (20 + 200) // 2 = 110
+    assert extra["(c) one expert, small"]["expert_hidden"] == 110
+    assert extra["(d) full ranking"]["variant"] == "full"
+    base_ids = {c.cfg.run_id for c in cells}
+    assert {c.cfg.run_id for v, c in bpr if v in ("DE", "RRD")} <= base_ids
+    assert not {c.cfg.run_id for v, c in bpr if v not in ("DE", "RRD")} & base_ids
+    neumf = dict((v, c) for v, c in derrd.ablation_cells(cells, "CiteULike/NeuMF")
+                 if c.cfg.seed == 0)  # [GMF; MLP] widths: 2·25 = 50 and 2·250 = 500
+    assert neumf["(c) one expert, small"].cfg.extra["expert_hidden"] == (50 + 500) // 2
+    with pytest.raises(ValueError, match="unknown Table 4 variants"):
+        derrd.ablation_cells(cells, "CiteULike/BPR", ["(f) nothing"])
+
+
+def test_table4_means_stored_variant_runs_beside_the_papers_foursquare_numbers(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE", "RRD"], seeds=[0, 1])
+    pairs = derrd.ablation_cells(cells, "CiteULike/BPR")
+    for variant, cell in pairs:
+        if variant == "(a) attention":  # seed s: HR@5 = (0.5 - 0.1·s)·1.05 (_store_run)
+            _store_run(store, cell, np.full(N_USERS, 0.5 - 0.1 * cell.cfg.seed))
+    got = derrd.table4(store, cells, "CiteULike/BPR")
+    assert got.loc["(a) attention", "n"] == 2
+    assert got.loc["(a) attention", "ours HR@5"] == pytest.approx(0.45 * 1.05)
+    assert got.loc["(b) one expert, large", "n"] == 0
+    assert np.isnan(got.loc["(b) one expert, large", "ours HR@5"])
+    paper = derrd.reports.paper_numbers("DE-RRD", dataset="Foursquare", base_model="BPR",
+                                        method="DE variant (a) attention (phi=0.1)",
+                                        metric="HR", cutoff=5)
+    assert got.loc["(a) attention", "paper (Foursquare) HR@5"] == paper["value"].iloc[0]
+    assert got["paper (Foursquare) NDCG@10"].notna().sum() == len(derrd.ABLATIONS)
+
+
+def test_lambda_cells_and_table5(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE-RRD"], seeds=[0])
+    grid = derrd.lambda_cells(cells, "CiteULike/BPR")
+    assert len(grid) == 16 and len({c.cfg.run_id for _, _, c in grid}) == 16
+    default = [c for l_de, l_rrd, c in grid if (l_de, l_rrd) == (1e-2, 1e-3)]
+    assert default[0].cfg.run_id == cells[0].cfg.run_id  # the Table 2 run itself
+    for l_de, l_rrd, cell in grid:
+        if l_de == 1e-4:  # one row stored: HR@5 = λ_RRD · 10 · 1.05 (_store_run)
+            _store_run(store, cell, np.full(N_USERS, l_rrd * 10))
+    t5 = derrd.table5(store, cells, "CiteULike/BPR")
+    assert t5.shape == (4, 4)
+    assert t5.loc[1e-4, 1e-1] == pytest.approx(1.05)
+    assert t5.loc[1e-4, 1e-3] == pytest.approx(0.0105, rel=1e-5)
+    assert t5.loc[1e-1].isna().all()
+    assert list(t5.columns) == list(derrd.paper_lambda_grid("BPR").columns)
