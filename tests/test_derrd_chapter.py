@@ -299,3 +299,54 @@ def test_lambda_cells_and_table5(tmp_path):
     assert t5.loc[1e-4, 1e-3] == pytest.approx(0.0105, rel=1e-5)
     assert t5.loc[1e-1].isna().all()
     assert list(t5.columns) == list(derrd.paper_lambda_grid("BPR").columns)
+
+
+def test_claim4_self_distillation_reads_phi_one():
+    cu, fs = "CiteULike/BPR", "Foursquare/BPR"
+    rows = _rows({(cu, "Teacher"): [0.50], (fs, "Teacher"): [0.60]})
+    at_one = _rows({(cu, "DE-RRD"): [0.51, 0.52], (fs, "DE-RRD"): [0.58]})
+    at_one["phi"] = 1.0
+    small = _rows({(cu, "DE-RRD"): [0.99]})  # φ = 0.1: ignored by claim 4
+    both = pd.concat([rows, at_one, small], ignore_index=True)
+    got = derrd.claim4_self_distillation(both, [cu, fs])
+    assert got["verdict"] == derrd.PARTLY  # above the teacher on CiteULike, below on Foursquare
+    assert "CiteULike/BPR: HR@5 ratio 1.030 (n=2)" in got["evidence"]
+    only_cu = derrd.claim4_self_distillation(both, [cu, "CiteULike/NeuMF"])
+    assert only_cu["verdict"] == derrd.INCOMPLETE and "CiteULike/NeuMF" in only_cu["evidence"]
+    assert derrd.claim4_self_distillation(rows, [cu])["verdict"] == derrd.NOT_TESTED
+
+
+def test_claim5_ablations_compare_each_variant_with_its_base():
+    idx = list(derrd.ABLATIONS)
+    hr = {"DE": 0.48, "(a) attention": 0.47, "(b) one expert, large": 0.46,
+          "(c) one expert, small": 0.45, "RRD": 0.46, "(d) full ranking": 0.47,
+          "(e) interesting-only ranking": 0.44}
+    t = pd.DataFrame({"ours HR@5": [hr[v] for v in idx]}, index=idx)
+    got = derrd.claim5_ablations({"CiteULike/BPR": t})
+    assert got["verdict"] == derrd.PARTLY  # (d) full ranking beats relaxed RRD
+    assert "RRD 0.4600 vs (d) full ranking 0.4700" in got["evidence"]
+    t.loc["(b) one expert, large", "ours HR@5"] = np.nan
+    t.loc["(d) full ranking", "ours HR@5"] = 0.40
+    got = derrd.claim5_ablations({"CiteULike/BPR": t, "CiteULike/NeuMF": t * 0})
+    assert got["verdict"] == derrd.INCOMPLETE and "(b) one expert, large" in got["evidence"]
+    assert derrd.claim5_ablations({})["verdict"] == derrd.NOT_TESTED
+
+
+def test_claim3_names_what_is_missing():
+    s = "CiteULike/NeuMF"
+    got = derrd.claim3_neumf(_rows({(s, "Student"): [0.40], (s, "RRD"): [0.48]}))
+    assert got["verdict"] == derrd.NOT_TESTED
+    assert got["evidence"].startswith("RRD +20.0% HR@5") and got["evidence"].endswith("DE")
+
+
+def test_size_frame_means_per_phi():
+    cu = "CiteULike/BPR"
+    rows = _rows({(cu, "RRD"): [0.40, 0.42], (cu, "Teacher"): [0.5]})
+    big = _rows({(cu, "RRD"): [0.52]})
+    big["phi"] = 1.0
+    got = derrd.size_frame(pd.concat([rows, big], ignore_index=True))
+    hr = got[(got["metric"] == "HR@5")].set_index(["method", "phi"])
+    assert hr.loc[("RRD", 0.1), "mean"] == pytest.approx(0.41)
+    assert hr.loc[("RRD", 0.1), "n"] == 2 and hr.loc[("RRD", 1.0), "n"] == 1
+    assert hr.loc[("Teacher", 1.0), "mean"] == pytest.approx(0.5)
+    assert set(got["metric"]) == {"HR@5", "NDCG@5"}
