@@ -115,13 +115,14 @@ def cell_frame(cells: Iterable[Cell]) -> pd.DataFrame:
 
 def stored_rows(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
     """The stored metric rows of ``cells`` (runs not in the store are skipped), labelled with
-    setting, method label and φ."""
-    frame = cell_frame(cells)
+    setting, method label and φ. A run that fills two cells (the φ = 1.0 plain student of seed 0
+    is the teacher's config) is labelled once per cell."""
+    frame = cell_frame(cells).drop_duplicates()
     have = frame[[store.has(r) for r in frame["run_id"]]]
     if have.empty:
         return pd.DataFrame(columns=["setting", "method", "phi", "split", "metric", "k", "value",
                                      "seed", "run_id"])
-    rows = store.metrics(list(have["run_id"])).drop(columns=["method", "seed"])
+    rows = store.metrics(list(have["run_id"].unique())).drop(columns=["method", "seed"])
     return rows.merge(have, on="run_id")
 
 

@@ -350,3 +350,15 @@ def test_size_frame_means_per_phi():
     assert hr.loc[("RRD", 0.1), "n"] == 2 and hr.loc[("RRD", 1.0), "n"] == 1
     assert hr.loc[("Teacher", 1.0), "mean"] == pytest.approx(0.5)
     assert set(got["metric"]) == {"HR@5", "NDCG@5"}
+
+
+def test_stored_rows_label_a_shared_run_once_per_cell(tmp_path):
+    """The φ = 1.0 plain student of seed 0 has the teacher's config, so one run fills both."""
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Teacher", "Student"], seeds=[0],
+                               phis=(1.0,))
+    assert cells[0].cfg.run_id == cells[1].cfg.run_id
+    _store_run(store, cells[0], np.full(N_USERS, 0.5))
+    rows = derrd.stored_rows(store, cells)
+    hr5 = rows[(rows["split"] == "test") & (rows["metric"] == "hr") & (rows["k"] == 5)]
+    assert sorted(hr5["method"]) == ["Student", "Teacher"]
