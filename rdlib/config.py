@@ -53,6 +53,7 @@ class RunConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:0"
     progress: bool = True  # show tqdm progress bars
     extra: dict = field(default_factory=dict)  # method-specific options (hashed)
+    model_options: dict = field(default_factory=dict)  # model constructor options, e.g. NeuMF's loss_type
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:

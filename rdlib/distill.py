@@ -128,7 +128,8 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
         raise RuntimeError(f"teacher {tcfg.run_id} finished without a checkpoint at {ckpt}")
     split = load_split(tcfg.dataset, tcfg.protocol, tcfg.split_seed, tcfg.n_eval_negatives,
                        data_dir)
-    teacher = build_model(tcfg.model, split.n_users, split.n_items, tcfg.dim)
+    teacher = build_model(tcfg.model, split.n_users, split.n_items, tcfg.dim,
+                          **tcfg.model_options)
     teacher.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     teacher.requires_grad_(False)
     return teacher.to(cfg.device).eval()

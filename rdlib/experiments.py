@@ -105,7 +105,8 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
     t0 = time.perf_counter()
     split = load_split(cfg.dataset, cfg.protocol, cfg.split_seed, cfg.n_eval_negatives, data_dir)
     torch.manual_seed(cfg.seed)  # initialisation drawn on CPU: same weights on every device
-    model = build_model(cfg.model, split.n_users, split.n_items, cfg.dim)
+    model = build_model(cfg.model, split.n_users, split.n_items, cfg.dim,
+                        **cfg.model_options)
     distiller = None
     if kd:  # after the student's init: DE's modules draw from the global RNG seeded above
         distiller = distill.build_distiller(

@@ -122,6 +122,18 @@ def test_registry_and_validation():
         NeuMF(5, 9, 4, loss_type="mse")
     with pytest.raises(ValueError):
         NeuMF(5, 9, 4, n_layers=5)  # 10 >> 5 == 0
+    with pytest.raises(ValueError, match=r"unknown options \['dropout'\] for model 'neumf'"):
+        build_model("neumf", 5, 9, 4, dropout=0.1)
+    assert build_model("bpr", 5, 9, 4, init_std=0.1).user_emb.weight.std() > 0.05
+
+
+def test_model_options_reach_the_model_and_keep_old_run_ids():
+    """``RunConfig.model_options`` is hashed only when set, so stored run ids stay valid."""
+    plain = RunConfig(dataset="synthetic", model="neumf")
+    bce = RunConfig(dataset="synthetic", model="neumf", model_options={"loss_type": "bce"})
+    assert "model_options" not in plain.hash_dict() and plain.run_id != bce.run_id
+    m = build_model(bce.model, 5, 9, 4, **bce.model_options)
+    assert m.loss_type == "bce"
 
 
 def test_fit_one_epoch():
