@@ -717,3 +717,18 @@ def size_frame(rows: pd.DataFrame, columns: Sequence[tuple[str, int]] = (("hr", 
     if not out:
         return pd.DataFrame(columns=["setting", "method", "phi", "mean", "std", "n", "metric"])
     return pd.concat(out, ignore_index=True)
+
+
+def curve_frame(store: ResultStore, runs: dict[str, Cell], split: str = "valid",
+                metric: str = "hr", k: int = 5) -> pd.DataFrame:
+    """Learning curves of the stored ``runs`` (label → cell): columns label, epoch, value."""
+    out = []
+    for label, cell in runs.items():
+        if not store.has(cell.cfg.run_id):
+            continue
+        c = store.curve(cell.cfg.run_id)
+        c = c[(c["split"] == split) & (c["metric"] == metric) & (c["k"] == k)]
+        out.append(pd.DataFrame({"label": label, "epoch": c["epoch"].to_numpy(),
+                                 "value": c["value"].to_numpy()}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
+        columns=["label", "epoch", "value"])

@@ -362,3 +362,20 @@ def test_stored_rows_label_a_shared_run_once_per_cell(tmp_path):
     rows = derrd.stored_rows(store, cells)
     hr5 = rows[(rows["split"] == "test") & (rows["metric"] == "hr") & (rows["k"] == 5)]
     assert sorted(hr5["method"]) == ["Student", "Teacher"]
+
+
+def test_curve_frame_selects_one_metric_of_the_stored_runs(tmp_path):
+    store = ResultStore(tmp_path)
+    student, cd = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "CD"], seeds=[0])
+    curve = pd.DataFrame({"epoch": [1, 1, 2, 2], "split": ["valid", "test"] * 2,
+                          "metric": "hr", "k": 5, "value": [0.1, 0.9, 0.2, 0.8],
+                          "loss": 1.0, "epoch_seconds": 0.5})
+    rows = pd.DataFrame([{"run_id": student.cfg.run_id, "split": "test", "metric": "hr", "k": 5,
+                          "value": 0.2, "epoch": 2, "paper": "DE-RRD", "dataset": "d",
+                          "protocol": "p", "model": "bpr", "role": "student",
+                          "method": "none", "dim": 20, "seed": 0}])
+    store.save(RunRecord(student.cfg.run_id, {"config": student.cfg.to_dict()}, rows, curve, {}))
+    got = derrd.curve_frame(store, {"Student": student, "CD": cd})  # CD not stored: skipped
+    assert got.to_dict("list") == {"label": ["Student", "Student"], "epoch": [1, 2],
+                                   "value": [0.1, 0.2]}
+    assert derrd.curve_frame(store, {"CD": cd}).empty
