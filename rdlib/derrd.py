@@ -38,9 +38,9 @@ PHIS = (0.1, 0.5, 1.0)  # student size φ = d_student / d_teacher (paper Table 3
 #: setting → (profile, model, paper dataset name, paper base-model name)
 SETTINGS: dict[str, tuple[str, str, str, str]] = {
     "CiteULike/BPR": ("derrd_loo_bpr", "bpr", "CiteULike", "BPR"),
-    "CiteULike/NeuMF": ("derrd_loo_bpr", "neumf", "CiteULike", "NeuMF"),
+    "CiteULike/NeuMF": ("derrd_loo_neumf", "neumf", "CiteULike", "NeuMF"),
     "Foursquare/BPR": ("derrd_foursquare_bpr", "bpr", "Foursquare", "BPR"),
-    "Foursquare/NeuMF": ("derrd_foursquare_bpr", "neumf", "Foursquare", "NeuMF"),
+    "Foursquare/NeuMF": ("derrd_foursquare_neumf", "neumf", "Foursquare", "NeuMF"),
 }
 #: Table 2 row label → rdlib method
 METHODS: dict[str, str] = {"Teacher": "none", "Student": "none", "RD": "rd", "CD": "cd",
@@ -732,3 +732,25 @@ def curve_frame(store: ResultStore, runs: dict[str, Cell], split: str = "valid",
                                  "value": c["value"].to_numpy()}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
         columns=["label", "epoch", "value"])
+
+
+def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> pd.DataFrame:
+    """The NeuMF teacher trained with each loss of :data:`rdlib.models.neumf.LOSS_TYPES`: its
+    validation HR@10 (the criterion that chose the setting's ``loss_type``), test HR@5 and
+    HR@10 and epochs run; a loss whose run is not stored gives NaNs."""
+    from rdlib.models.neumf import LOSS_TYPES
+
+    teacher = chapter_grid("full", [setting], ["Teacher"])[0].cfg
+    out = []
+    for loss in LOSS_TYPES:
+        cfg = replace(teacher, model_options={**teacher.model_options, "loss_type": loss})
+        row: dict[str, object] = {"loss": loss, "in the grid": cfg.run_id == teacher.run_id,
+                                  "valid HR@10": np.nan, "test HR@5": np.nan,
+                                  "test HR@10": np.nan, "epochs": np.nan}
+        if store.has(cfg.run_id):
+            m = store.metrics(cfg.run_id).set_index(["split", "metric", "k"])["value"]
+            row.update({"valid HR@10": m[("valid", "hr", 10)], "test HR@5": m[("test", "hr", 5)],
+                        "test HR@10": m[("test", "hr", 10)],
+                        "epochs": store.manifest(cfg.run_id)["epochs_run"]})
+        out.append(row)
+    return pd.DataFrame(out)

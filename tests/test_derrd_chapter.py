@@ -379,3 +379,16 @@ def test_curve_frame_selects_one_metric_of_the_stored_runs(tmp_path):
     assert got.to_dict("list") == {"label": ["Student", "Student"], "epoch": [1, 2],
                                    "value": [0.1, 0.2]}
     assert derrd.curve_frame(store, {"CD": cd}).empty
+
+
+def test_neumf_loss_choice_marks_the_grid_teacher(tmp_path):
+    store = ResultStore(tmp_path)
+    teacher = derrd.chapter_grid("full", ["CiteULike/NeuMF"], ["Teacher"])[0]
+    assert teacher.cfg.model_options == {"loss_type": "bce"}  # the profile's choice
+    _store_run(store, teacher, np.full(N_USERS, 0.4))
+    (store.run_dir(teacher.cfg.run_id) / "manifest.json").write_text(
+        '{"status": "complete", "epochs_run": 70}')
+    got = derrd.neumf_loss_choice(store).set_index("loss")
+    assert bool(got.loc["bce", "in the grid"]) and not bool(got.loc["bpr", "in the grid"])
+    assert got.loc["bce", "test HR@5"] == pytest.approx(0.4 * 1.05)
+    assert got.loc["bce", "epochs"] == 70 and np.isnan(got.loc["bpr", "valid HR@10"])
