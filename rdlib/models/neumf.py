@@ -179,22 +179,29 @@ class NeuMF(Recommender):
             return self._pairs(users, items, hu, hi)  # (B, C)
         hu, hi_all = self._first(self.user_mlp(users), self.item_mlp.weight)  # (B,w1),(I,w1)
         rows = self._blocks(len(users), items.shape[1])
-        out = []
+        out = hu.new_empty(items.shape)  # (B, C); filled block by block (see score_users)
         for a in rows:
             it = items[a:a + rows.step]  # (b, C)
             hi = hi_all.index_select(0, it.reshape(-1)).view(*it.shape, -1)  # (b, C, w1)
-            out.append(self._pairs(users[a:a + rows.step], it, hu[a:a + rows.step], hi))
-        return torch.cat(out)  # (B, C)
+            out[a:a + rows.step] = self._pairs(users[a:a + rows.step], it, hu[a:a + rows.step],
+                                               hi)
+        return out
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Logits of every item (B, I) for ``users`` (B,): blocks of items, at most
-        ``chunk_pairs`` (user, item) pairs each; the GMF part is one (B, d_b)×(d_b, I) GEMM."""
+        ``chunk_pairs`` (user, item) pairs each; the GMF part is one (B, d_b)×(d_b, I) GEMM.
+
+        The output is allocated once and each block's MLP part is added into its columns: with
+        a list of block results concatenated at the end, the small results kept between the
+        large per-block temporaries fragmented glibc's heap (6.4 GB resident for 256 users of
+        the d = 200 teacher on CiteULike, against 0.4 GB when the heap was not used).
+        """
         w_gmf = self.final.weight[0, :self.d_b]  # (d_b,)
-        gmf_part = (self.user_gmf(users) * w_gmf) @ self.item_gmf.weight.T  # (B, I)
+        out = (self.user_gmf(users) * w_gmf) @ self.item_gmf.weight.T  # (B, I): GMF part
+        out = out + self.final.bias[0]
         hu, hi_all = self._first(self.user_mlp(users), self.item_mlp.weight)  # (B, w1), (I, w1)
         w_mlp = self.final.weight[0, self.d_b:]  # (w_L,)
         cols = self._blocks(self.n_items, len(users))
-        out = []
         for a in cols:
             hi = hi_all[a:a + cols.step]  # (C, w1)
             if len(self.tower):
@@ -204,8 +211,8 @@ class NeuMF(Recommender):
                                hi[None].expand(hu.shape[0], -1, -1)], -1)  # (B, C, 2d_b)
             for i, lin in enumerate(self.tower):
                 h = F.relu(lin(h) if i else h)
-            out.append(h @ w_mlp)  # (B, C)
-        return gmf_part + torch.cat(out, 1) + self.final.bias[0]  # (B, I)
+            out[:, a:a + cols.step] += h @ w_mlp  # (B, C)
+        return out  # (B, I)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[
             torch.Tensor, torch.Tensor]:
