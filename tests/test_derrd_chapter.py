@@ -271,7 +271,17 @@ def test_table4_means_stored_variant_runs_beside_the_papers_foursquare_numbers(t
     for variant, cell in pairs:
         if variant == "(a) attention":  # seed s: HR@5 = (0.5 - 0.1·s)·1.05 (_store_run)
             _store_run(store, cell, np.full(N_USERS, 0.5 - 0.1 * cell.cfg.seed))
+        if variant == "DE":  # seed s: HR@5 = (0.4 + 0.1·s)·1.05
+            _store_run(store, cell, np.full(N_USERS, 0.4 + 0.1 * cell.cfg.seed))
+        if variant == "(d) full ranking" and cell.cfg.seed == 1:
+            _store_run(store, cell, np.full(N_USERS, 0.3))
+        if variant == "RRD":
+            _store_run(store, cell, np.full(N_USERS, 0.2 + 0.2 * cell.cfg.seed))
     got = derrd.table4(store, cells, "CiteULike/BPR")
+    assert got.loc["DE", "ours HR@5"] == pytest.approx(0.45 * 1.05)
+    assert got.loc["(a) attention", "base HR@5 (same seeds)"] == pytest.approx(0.45 * 1.05)
+    assert got.loc["(d) full ranking", "base HR@5 (same seeds)"] == pytest.approx(0.4 * 1.05)
+    assert got.loc["RRD", "ours HR@5"] == pytest.approx(0.3 * 1.05)
     assert got.loc["(a) attention", "n"] == 2
     assert got.loc["(a) attention", "ours HR@5"] == pytest.approx(0.45 * 1.05)
     assert got.loc["(b) one expert, large", "n"] == 0
@@ -321,10 +331,12 @@ def test_claim5_ablations_compare_each_variant_with_its_base():
     hr = {"DE": 0.48, "(a) attention": 0.47, "(b) one expert, large": 0.46,
           "(c) one expert, small": 0.45, "RRD": 0.46, "(d) full ranking": 0.47,
           "(e) interesting-only ranking": 0.44}
-    t = pd.DataFrame({"ours HR@5": [hr[v] for v in idx]}, index=idx)
+    base = {v: hr[derrd.ABLATIONS[v][0]] for v in idx}  # the base method on the same seeds
+    t = pd.DataFrame({"n": 1, "ours HR@5": [hr[v] for v in idx],
+                      "base HR@5 (same seeds)": [base[v] for v in idx]}, index=idx)
     got = derrd.claim5_ablations({"CiteULike/BPR": t})
     assert got["verdict"] == derrd.PARTLY  # (d) full ranking beats relaxed RRD
-    assert "RRD 0.4600 vs (d) full ranking 0.4700" in got["evidence"]
+    assert "RRD 0.4600 vs (d) full ranking 0.4700 (n=1)" in got["evidence"]
     t.loc["(b) one expert, large", "ours HR@5"] = np.nan
     t.loc["(d) full ranking", "ours HR@5"] = 0.40
     got = derrd.claim5_ablations({"CiteULike/BPR": t, "CiteULike/NeuMF": t * 0})
