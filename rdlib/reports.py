@@ -277,7 +277,8 @@ def inference_table(path: str | Path | None = None) -> pd.DataFrame:
 
     ``path`` (default ``benchmarks/results/inference.csv``, written by
     ``benchmarks/bench_inference.py``) gives our parameter count and the median
-    ``seconds_all_users`` per device (``hardware``); the paper's ``params_M`` and
+    ``seconds_all_users`` per device (``hardware``), from the newest run of each data set and
+    model on that device; the paper's ``params_M`` and
     ``inference_time_s`` come from :func:`paper_numbers` (``"DE-RRD (phi=…)"`` rows). Data sets
     and models carry the paper's names (CiteULike, Foursquare; BPR, NeuMF).
     ``time ratio 0.1/1.0`` (ours, per device) and ``paper time ratio 0.1/1.0`` are on the φ = 0.1
@@ -292,6 +293,10 @@ def inference_table(path: str | Path | None = None) -> pd.DataFrame:
                        model=ours["model"].map(lambda m: _INFERENCE_MODELS.get(m, m)),
                        phi=ours["phi"].astype(float))
     keys = ["dataset", "model", "phi", "dim", "n_parameters", "device_name"]
+    # the newest measurement of each model on each hardware (a rerun after a code change
+    # replaces the older rows rather than being pooled with them)
+    newest = ours.groupby(["dataset", "model", "device_name"])["timestamp"].transform("max")
+    ours = ours[ours["timestamp"] == newest]
     agg = (ours.groupby(keys, sort=False)["seconds_all_users"]
            .agg(**{"seconds (all users)": "median", "repeats": "count"}).reset_index()
            .rename(columns={"device_name": "hardware"}))

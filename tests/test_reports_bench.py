@@ -95,7 +95,8 @@ def _inference_rows() -> pd.DataFrame:
                          "n_parameters": 30400 * dims[phi], "n_users": 5219,
                          "n_users_timed": 1000, "seconds": sec * factor / 5.219,
                          "seconds_all_users": sec * factor, "repeat": r, "device": "cpu",
-                         "device_name": "cpu (x86_64, 2 threads)"})
+                         "device_name": "cpu (x86_64, 2 threads)",
+                         "timestamp": "2026-11-23T20:00:00+00:00"})
     return pd.DataFrame(rows)
 
 
@@ -139,3 +140,16 @@ def test_inference_table_missing_file(tmp_path):
     t = reports.inference_table(tmp_path / "absent.csv")
     assert t.empty and list(t.columns) == reports.INFERENCE_COLUMNS
     assert claim6_inference(t)["verdict"] != REPRODUCED
+
+
+def test_inference_table_keeps_the_newest_run_of_each_model(tmp_path):
+    old = _inference_rows()
+    new = old[old["model"] == "neumf"].assign(seconds_all_users=lambda d: d["seconds_all_users"] / 10,
+                                              timestamp="2026-11-23T23:00:00+00:00")
+    path = tmp_path / "inference.csv"
+    pd.concat([old, new]).to_csv(path, index=False)
+    t = reports.inference_table(path)
+    neumf10 = t[(t["model"] == "NeuMF") & (t["phi"] == 1.0)].iloc[0]
+    assert neumf10["seconds (all users)"] == pytest.approx(4.0) and neumf10["repeats"] == 3
+    bpr10 = t[(t["model"] == "BPR") & (t["phi"] == 1.0)].iloc[0]
+    assert bpr10["seconds (all users)"] == pytest.approx(10.0)  # BPR was not rerun
