@@ -43,6 +43,24 @@ class Distiller(torch.nn.Module):
              neg: torch.Tensor, epoch: int) -> torch.Tensor:
         raise NotImplementedError
 
+    # The random generator of a distiller (``self._gen``: DE's Gumbel noise, RRD's, CD's and
+    # RD's samples) is part of its state_dict, so a run resumed from a checkpoint draws what an
+    # uninterrupted run would have drawn.
+    def get_extra_state(self) -> dict:
+        gen = getattr(self, "_gen", None)
+        return {"generator": None if gen is None else gen.get_state(),
+                "device": None if gen is None else str(gen.device)}
+
+    def set_extra_state(self, state: dict) -> None:
+        if not hasattr(self, "_gen") or state.get("generator") is None:
+            return
+        try:
+            gen = torch.Generator(device=state["device"])
+        except RuntimeError:  # saved on a device this machine lacks: the stream restarts
+            return
+        gen.set_state(state["generator"].cpu())
+        self._gen = gen
+
 
 @dataclass
 class Selected:
@@ -125,7 +143,11 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         if distiller is not None and state.get("distiller") is not None:
-            distiller.load_state_dict(state["distiller"])
+            # checkpoints written before generators were saved lack the "_extra_state" keys
+            missing, unexpected = distiller.load_state_dict(state["distiller"], strict=False)
+            wrong = [k for k in missing if not k.endswith("_extra_state")] + unexpected
+            if wrong:
+                raise RuntimeError(f"checkpoint {checkpoint} does not fit the distiller: {wrong}")
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         start_epoch, bad_evals = state["epoch"], state["bad_evals"]

@@ -109,3 +109,46 @@ def test_distiller_loss_and_parameters_are_trained():
     fit(BPRMF(split.n_users, split.n_items, 4), split.train, split.n_items, cfg, None, distiller=d)
     assert d.epochs_seen == [0, 1, 2]
     assert abs(d.w.item()) < 5.0  # its parameter was in the optimiser
+
+
+def test_resumed_distillation_draws_what_an_uninterrupted_run_draws(tmp_path):
+    """DE's Gumbel noise comes from its own generator, saved in the checkpoint: a run stopped
+    after 2 epochs and resumed ends with the weights of an uninterrupted 4-epoch run."""
+    from rdlib.kd.de import DistillationExperts
+
+    split = load_split("synthetic", "loo_sampled", 0, 50)
+    evaluate = make_evaluator(split, RunConfig(**CFG))
+    t_user = torch.randn(split.n_users, 16, generator=torch.Generator().manual_seed(1))
+    t_item = torch.randn(split.n_items, 16, generator=torch.Generator().manual_seed(2))
+
+    def train(epochs, ckpt):
+        torch.manual_seed(0)
+        model = BPRMF(split.n_users, split.n_items, CFG["dim"])
+        de = DistillationExperts(t_user, t_item, CFG["dim"], n_experts=4, seed=3)
+        out = fit(model, split.train, split.n_items, RunConfig(**{**CFG, "epochs": epochs}),
+                  evaluate, distiller=de, checkpoint=ckpt, checkpoint_every=0.0)
+        return out, model, de
+
+    _, m_full, de_full = train(4, None)
+    ckpt = tmp_path / "ck.pt"
+    _, _, de_cut = train(2, ckpt)
+    state = torch.load(ckpt, weights_only=False)["distiller"]
+    assert torch.equal(state["_extra_state"]["generator"], de_cut._gen.get_state())
+    resumed, m_res, de_res = train(4, ckpt)
+    assert resumed.resumed_from_epoch == 2
+    assert torch.equal(de_res._gen.get_state(), de_full._gen.get_state())
+    for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_checkpoint_without_generator_state_still_loads(tmp_path):
+    """Checkpoints written before generators were saved have no ``_extra_state``: they load
+    (the stream restarts from the seed); a key that does not fit still fails."""
+    from rdlib.kd.de import DistillationExperts
+
+    de = DistillationExperts(torch.randn(5, 8), torch.randn(6, 8), 4, n_experts=2)
+    old = {k: v for k, v in de.state_dict().items() if not k.endswith("_extra_state")}
+    missing, unexpected = de.load_state_dict(old, strict=False)
+    assert missing == ["_extra_state"] and not unexpected
+    de.set_extra_state({"generator": None, "device": None})  # nothing drawn yet: no-op
+    assert de._gen is None
