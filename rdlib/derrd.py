@@ -748,12 +748,18 @@ def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> p
     """The NeuMF teacher trained with each loss of :data:`rdlib.models.neumf.LOSS_TYPES`: its
     validation HR@10 (the criterion that chose the setting's ``loss_type``), test HR@5 and
     HR@10 and epochs run; a loss whose run is not stored gives NaNs."""
-    from rdlib.models.neumf import LOSS_TYPES
+    import inspect
+
+    from rdlib.models.neumf import LOSS_TYPES, NeuMF
 
     teacher = chapter_grid("full", [setting], ["Teacher"])[0].cfg
+    default = inspect.signature(NeuMF).parameters["loss_type"].default
     out = []
     for loss in LOSS_TYPES:
-        cfg = replace(teacher, model_options={**teacher.model_options, "loss_type": loss})
+        options = {k: v for k, v in teacher.model_options.items() if k != "loss_type"}
+        if loss != default:  # the default is left unspelt, as in a config that never set it
+            options["loss_type"] = loss
+        cfg = replace(teacher, model_options=options)
         row: dict[str, object] = {"loss": loss, "in the grid": cfg.run_id == teacher.run_id,
                                   "valid HR@10": np.nan, "test HR@5": np.nan,
                                   "test HR@10": np.nan, "epochs": np.nan}
@@ -761,6 +767,6 @@ def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> p
             m = store.metrics(cfg.run_id).set_index(["split", "metric", "k"])["value"]
             row.update({"valid HR@10": m[("valid", "hr", 10)], "test HR@5": m[("test", "hr", 5)],
                         "test HR@10": m[("test", "hr", 10)],
-                        "epochs": store.manifest(cfg.run_id)["epochs_run"]})
+                        "epochs": store.manifest(cfg.run_id).get("epochs_run", np.nan)})
         out.append(row)
     return pd.DataFrame(out)

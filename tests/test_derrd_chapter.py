@@ -400,7 +400,11 @@ def test_neumf_loss_choice_marks_the_grid_teacher(tmp_path):
     _store_run(store, teacher, np.full(N_USERS, 0.4))
     (store.run_dir(teacher.cfg.run_id) / "manifest.json").write_text(
         '{"status": "complete", "epochs_run": 70}')
+    bpr_loss = derrd.Cell(teacher.setting, "Teacher", 1.0,
+                          replace(teacher.cfg, model_options={}))  # NeuMF's default loss
+    _store_run(store, bpr_loss, np.full(N_USERS, 0.3))
     got = derrd.neumf_loss_choice(store).set_index("loss")
+    assert got.loc["bpr", "test HR@5"] == pytest.approx(0.3 * 1.05)
     assert bool(got.loc["bce", "in the grid"]) and not bool(got.loc["bpr", "in the grid"])
     assert got.loc["bce", "test HR@5"] == pytest.approx(0.4 * 1.05)
-    assert got.loc["bce", "epochs"] == 70 and np.isnan(got.loc["bpr", "valid HR@10"])
+    assert got.loc["bce", "epochs"] == 70
