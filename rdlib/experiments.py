@@ -149,8 +149,8 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
         "split": {"protocol": split.protocol, **split.stats()},
         "n_parameters": model.n_parameters(),
         # a resumed run: epochs before this one ran in an earlier process (maybe other code);
-        # distiller samples drawn after it differ from an uninterrupted run's (their
-        # generators are not checkpointed)
+        # checkpoints written before distiller generators were saved (training.Distiller's
+        # extra state) restart those generators, so such runs draw other samples after it
         "resumed_from_epoch": out.resumed_from_epoch,
     }
     if kd:

@@ -127,14 +127,26 @@ class NeuMF(Recommender):
         return torch.cat([self.item_gmf(items), self.item_mlp(items)], -1)  # (..., 2·d_b)
 
     # ------------------------------------------------------------------ scoring
-    def _head(self, gmf: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Rest of the tower after the first layer's pre-activation ``h`` (..., w1), then the
-        final layer on ``[gmf ; mlp]``; ``gmf`` is (..., d_b). Returns (...)."""
+    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
+        """The MLP branch's share of the logit: the rest of the tower after the first layer's
+        pre-activation ``h`` (..., w1), times the final layer's MLP weights. Returns (...)."""
         for i, lin in enumerate(self.tower):
             h = lin(h) if i else h
             h = F.relu(h)
-        w = self.final.weight[0]  # (d_b + w_L,)
-        return gmf @ w[:self.d_b] + h @ w[self.d_b:] + self.final.bias[0]  # (...)
+        return h @ self.final.weight[0, self.d_b:]  # (...)
+
+    def _head(self, gmf: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The final layer on ``[gmf ; mlp]``: ``gmf`` (..., d_b), pre-activation ``h``
+        (..., w1). Returns (...)."""
+        return gmf @ self.final.weight[0, :self.d_b] + self._mlp(h) + self.final.bias[0]
+
+    def _pre(self, hu: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """First-layer pre-activation of every pair of user half ``hu`` (b, w1) and item half
+        ``hi`` (b, c, w1) or (c, w1) → (b, c, w1); with no hidden layer, [p'_u ; q'_i]."""
+        if len(self.tower):
+            return hu[:, None, :] + hi  # (b, c, w1)
+        hi = hi.expand(hu.shape[0], *hi.shape[-2:])  # (b, c, d_b)
+        return torch.cat([hu[:, None, :].expand(-1, hi.shape[1], -1), hi], -1)  # (b, c, 2d_b)
 
     def _first(self, u_mlp: torch.Tensor, i_mlp: torch.Tensor) -> tuple[torch.Tensor,
                                                                          torch.Tensor]:
@@ -154,12 +166,7 @@ class NeuMF(Recommender):
         the first layer's user half ``hu`` (b, w1) and item half ``hi`` (b, c, w1) or (c, w1)."""
         u_gmf = self.user_gmf(users)[:, None, :]  # (b, 1, d_b)
         i_gmf = self.item_gmf(items)  # (b, c, d_b) or (c, d_b)
-        if len(self.tower):
-            h = hu[:, None, :] + hi  # (b, c, w1)
-        else:  # no hidden layer: the "pre-activation" is [p'_u ; q'_i]
-            hi = hi.expand(hu.shape[0], *hi.shape[-2:])  # (b, c, d_b)
-            h = torch.cat([hu[:, None, :].expand(-1, hi.shape[1], -1), hi], -1)  # (b, c, 2d_b)
-        return self._head(u_gmf * i_gmf, h)  # (b, c)
+        return self._head(u_gmf * i_gmf, self._pre(hu, hi))  # (b, c)
 
     def _blocks(self, n_rows: int, per_row: int) -> range:
         """Starts of row blocks of at most ``chunk_pairs`` pairs (at least one row each)."""
@@ -200,18 +207,9 @@ class NeuMF(Recommender):
         out = (self.user_gmf(users) * w_gmf) @ self.item_gmf.weight.T  # (B, I): GMF part
         out = out + self.final.bias[0]
         hu, hi_all = self._first(self.user_mlp(users), self.item_mlp.weight)  # (B, w1), (I, w1)
-        w_mlp = self.final.weight[0, self.d_b:]  # (w_L,)
         cols = self._blocks(self.n_items, len(users))
         for a in cols:
-            hi = hi_all[a:a + cols.step]  # (C, w1)
-            if len(self.tower):
-                h = hu[:, None, :] + hi[None]  # (B, C, w1)
-            else:
-                h = torch.cat([hu[:, None, :].expand(-1, hi.shape[0], -1),
-                               hi[None].expand(hu.shape[0], -1, -1)], -1)  # (B, C, 2d_b)
-            for i, lin in enumerate(self.tower):
-                h = F.relu(lin(h) if i else h)
-            out[:, a:a + cols.step] += h @ w_mlp  # (B, C)
+            out[:, a:a + cols.step] += self._mlp(self._pre(hu, hi_all[a:a + cols.step]))  # (B, C)
         return out  # (B, I)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[
