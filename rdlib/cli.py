@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rdlib.data.types import DataError
 
@@ -190,6 +190,13 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _spelled_as(known: Iterable[str]) -> Callable[[str], str]:
+    """An argparse ``type`` that maps a name to its spelling in ``known``, ignoring case
+    (``citeulike/bpr`` → ``CiteULike/BPR``); other names pass through, to be named as unknown."""
+    by_lower = {k.lower(): k for k in known}
+    return lambda name: by_lower.get(name.lower(), name)
+
+
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     from rdlib import derrd
 
@@ -197,8 +204,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     run_sub = run.add_subparsers(dest="run_command", metavar="CHAPTER", required=True)
     p = run_sub.add_parser("derrd", help="DE-RRD (Kang et al., CIKM 2020): Table 2, Fig. 4")
     p.add_argument("--settings", nargs="+", default=list(derrd.SETTINGS), metavar="SETTING",
+                   type=_spelled_as(derrd.SETTINGS),
                    help=f"dataset/model settings: {', '.join(derrd.SETTINGS)} (default: all)")
     p.add_argument("--methods", nargs="+", default=list(derrd.METHODS), metavar="METHOD",
+                   type=_spelled_as(derrd.METHODS),
                    help=f"Table 2 rows: {', '.join(derrd.METHODS)} (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                    help="training seeds (default: the profile's; the teacher is always seed 0)")

@@ -141,6 +141,14 @@ def test_run_derrd_rejects_unknown_choices(argv, named, tmp_path, capsys):
     assert code == 2 and named in err
 
 
+def test_run_derrd_reads_setting_and_method_names_in_any_case(tmp_path, capsys):
+    code = main(["run", "derrd", "--settings", "citeulike/bpr", "--methods", "de-rrd",
+                 "--seeds", "0", "--profile", "smoke", "--dry-run", "--results-dir", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[-1] == "1 cells, 1 missing"
+    assert out[0].split()[1:3] == ["CiteULike/BPR", "DE-RRD"]
+
+
 def test_run_derrd_table4_and_table5_lay_out_the_variant_runs(tmp_path, capsys):
     args = ["run", "derrd", "--settings", "CiteULike/BPR", "--seeds", "0", "--dry-run",
             "--results-dir", str(tmp_path)]
