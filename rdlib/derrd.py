@@ -386,8 +386,12 @@ def claim2_best_student(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETT
                    & ((test["phi"] == 0.1) | (test["method"] == "Teacher"))]
         means = sub.groupby(["method", "metric", "k"])["value"].mean()
         ran = set(sub["method"])
-        if "DE-RRD" not in ran or "Teacher" not in ran or len(ran - {"DE-RRD", "Teacher"}) == 0:
-            missing.append(setting)
+        absent = [name for name, gone in (("DE-RRD", "DE-RRD" not in ran),
+                                          ("teacher", "Teacher" not in ran),
+                                          ("other students", not ran - {"DE-RRD", "Teacher"}))
+                  if gone]
+        if absent:
+            missing.append(f"{setting} ({', '.join(absent)})")
             continue
         others = [m for m in ran if m not in ("DE-RRD", "Teacher")]
         best = [all(means[("DE-RRD", m, k)] >= means[(o, m, k)] for o in others)
@@ -398,7 +402,7 @@ def claim2_best_student(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETT
         parts.append(f"{setting}: best on {sum(best)}/{len(best)} metrics against "
                      f"{', '.join(sorted(others))}; HR@5 = {ratio:.3f} of the teacher's")
     if missing:
-        parts.append(f"not run: DE-RRD, teacher or students in {', '.join(missing)}")
+        parts.append(f"not run: {'; '.join(missing)}")
     verdict = combine(held, bool(missing))
     return {"evidence": "; ".join(parts), "verdict": verdict}
 
@@ -451,13 +455,15 @@ def claim4_self_distillation(rows: pd.DataFrame, settings: Sequence[str] = tuple
         t = test_values(rows, setting, "Teacher")
         d = test_values(rows, setting, "DE-RRD", phi=1.0)
         if not (t.size and d.size):
-            missing.append(setting)
+            absent = [name for name, n in (("teacher", t.size), ("DE-RRD at φ = 1.0", d.size))
+                      if not n]
+            missing.append(f"{setting} ({', '.join(absent)})")
             continue
         ratio = d.mean() / t.mean()
         held.append(ratio > 1)
         parts.append(f"{setting}: HR@5 ratio {ratio:.3f} (n={d.size})")
     if missing:
-        parts.append(f"not run: teacher or DE-RRD at φ = 1.0 in {', '.join(missing)}")
+        parts.append(f"not run: {'; '.join(missing)}")
     return {"evidence": "; ".join(parts), "verdict": combine(held, bool(missing))}
 
 

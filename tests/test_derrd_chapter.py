@@ -185,7 +185,11 @@ def test_claim2_and_claim3():
     c2 = derrd.claim2_best_student(rows, settings=[s])
     assert c2["verdict"] == derrd.REPRODUCED and "0.960" in c2["evidence"]
     c2_all = derrd.claim2_best_student(rows)
-    assert c2_all["verdict"] == derrd.INCOMPLETE and "Foursquare/BPR" in c2_all["evidence"]
+    assert c2_all["verdict"] == derrd.INCOMPLETE
+    assert "Foursquare/BPR (DE-RRD, teacher, other students)" in c2_all["evidence"]
+    no_de_rrd = rows[rows["method"] != "DE-RRD"]
+    assert "not run: CiteULike/NeuMF (DE-RRD)" in derrd.claim2_best_student(no_de_rrd, [s])[
+        "evidence"]
     low = _rows({(s, "Teacher"): [0.60], (s, "Student"): [0.40], (s, "DE-RRD"): [0.48]})
     assert derrd.claim2_best_student(low, [s])["verdict"] == derrd.NOT_REPRODUCED  # 80% only
     assert derrd.claim3_neumf(rows)["verdict"] == derrd.REPRODUCED  # +17.5% vs +2.5%
@@ -322,8 +326,11 @@ def test_claim4_self_distillation_reads_phi_one():
     assert got["verdict"] == derrd.PARTLY  # above the teacher on CiteULike, below on Foursquare
     assert "CiteULike/BPR: HR@5 ratio 1.030 (n=2)" in got["evidence"]
     only_cu = derrd.claim4_self_distillation(both, [cu, "CiteULike/NeuMF"])
-    assert only_cu["verdict"] == derrd.INCOMPLETE and "CiteULike/NeuMF" in only_cu["evidence"]
-    assert derrd.claim4_self_distillation(rows, [cu])["verdict"] == derrd.NOT_TESTED
+    assert only_cu["verdict"] == derrd.INCOMPLETE
+    assert "not run: CiteULike/NeuMF (teacher, DE-RRD at φ = 1.0)" in only_cu["evidence"]
+    teacher_only = derrd.claim4_self_distillation(rows, [cu])
+    assert teacher_only["verdict"] == derrd.NOT_TESTED
+    assert teacher_only["evidence"] == "not run: CiteULike/BPR (DE-RRD at φ = 1.0)"
 
 
 def test_claim5_ablations_compare_each_variant_with_its_base():
