@@ -142,13 +142,30 @@ def test_resumed_distillation_draws_what_an_uninterrupted_run_draws(tmp_path):
 
 
 def test_checkpoint_without_generator_state_still_loads(tmp_path):
-    """Checkpoints written before generators were saved have no ``_extra_state``: they load
-    (the stream restarts from the seed); a key that does not fit still fails."""
+    """Checkpoints written before generators were saved have no ``_extra_state``: ``fit``
+    resumes from them (the stream restarts from the seed); a key that does not fit the
+    distiller still fails, naming the key."""
     from rdlib.kd.de import DistillationExperts
 
-    de = DistillationExperts(torch.randn(5, 8), torch.randn(6, 8), 4, n_experts=2)
-    old = {k: v for k, v in de.state_dict().items() if not k.endswith("_extra_state")}
-    missing, unexpected = de.load_state_dict(old, strict=False)
-    assert missing == ["_extra_state"] and not unexpected
-    de.set_extra_state({"generator": None, "device": None})  # nothing drawn yet: no-op
-    assert de._gen is None
+    split = load_split("synthetic", "loo_sampled", 0, 50)
+    evaluate = make_evaluator(split, RunConfig(**CFG))
+    t_user, t_item = torch.randn(split.n_users, 16), torch.randn(split.n_items, 16)
+
+    def train(epochs, ckpt):
+        de = DistillationExperts(t_user, t_item, CFG["dim"], n_experts=2)
+        return fit(BPRMF(split.n_users, split.n_items, CFG["dim"]), split.train, split.n_items,
+                   RunConfig(**{**CFG, "epochs": epochs}), evaluate, distiller=de,
+                   checkpoint=ckpt, checkpoint_every=0.0)
+
+    ckpt = tmp_path / "ck.pt"
+    train(2, ckpt)
+    state = torch.load(ckpt, weights_only=False)
+    state["distiller"] = {k: v for k, v in state["distiller"].items()
+                          if not k.endswith("_extra_state")}  # as an old checkpoint
+    torch.save(state, ckpt)
+    assert train(3, ckpt).resumed_from_epoch == 2
+    state = torch.load(ckpt, weights_only=False)
+    state["distiller"]["user_experts.w3"] = torch.zeros(1)
+    torch.save(state, ckpt)
+    with pytest.raises(RuntimeError, match="user_experts.w3"):
+        train(4, ckpt)

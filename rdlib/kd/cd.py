@@ -26,7 +26,9 @@ Deviations / inferred choices:
   CD paper's exact weighting and its λ for sum losses are not known: ``lmbda``, ``T``,
   ``n_samples`` and the list length are ours to tune — UnKD uses a list of 3,000);
 * the teacher list excludes the user's training items; held-out items may be sampled;
-* the module's generator state is not saved in ``state_dict``.
+* samples come from the module's own seeded generator, whose state is saved with the
+  module (:class:`rdlib.training.Distiller`), so a resumed run draws what an uninterrupted
+  one would.
 """
 
 from __future__ import annotations

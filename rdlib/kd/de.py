@@ -19,7 +19,8 @@ max(end_T^{e/max_epoch}, end_T) with end_T = 1e-10, max_epoch = 1000, so epochs 
 Deviations from the official code: all M experts of a side are stacked weight tensors applied
 with one ``einsum`` (the official code loops over a Python list; same function, same
 initialisation family as ``nn.Linear``); Gumbel noise comes from the module's own seeded
-generator, whose state is not saved in the ``state_dict``. With M = 1 no selection network is
+generator, saved with the module (:class:`rdlib.training.Distiller`) so that a resumed run
+draws what an uninterrupted one would. With M = 1 no selection network is
 built (the selection is the constant 1, as the official code's behaviour at M = 1).
 """
 

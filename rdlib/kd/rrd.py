@@ -16,8 +16,8 @@ Deviations from the official code:
 * sampling runs on the device for all users at once (``torch.multinomial`` in user chunks, and
   vectorised rejection sampling against sorted ``user·n_items + item`` keys) instead of a dense
   U×I mask and Python loops; the distributions are the same;
-* the random generator's state is not part of the module's ``state_dict`` (a resumed run draws
-  different samples than an uninterrupted one).
+* samples come from the module's own seeded generator, whose state is saved with the module
+  (:class:`rdlib.training.Distiller`), so a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
