@@ -31,6 +31,7 @@ from rdlib import profiles, reports
 from rdlib.config import RunConfig
 from rdlib.distill import OPTIONS as _DISTILL_OPTIONS
 from rdlib.results import ResultStore
+from rdlib.training import replay_best_epoch
 
 TEACHER_DIM = 200  # main_DE.py / main_URRD.py: teacher_dims = 200 (papers.md §2.3)
 PHIS = (0.1, 0.5, 1.0)  # student size φ = d_student / d_teacher (paper Table 3, Fig. 4)
@@ -555,30 +556,57 @@ def option_sweep(store: ResultStore, base: Cell, option: str, values: Sequence,
     return df
 
 
-def selection_comparison(store: ResultStore, cells: Sequence[Cell], setting: str,
-                         label: str = "Student",
-                         columns: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 10),
-                                                               ("hr", 20))) -> pd.DataFrame:
-    """Test metrics of ``label`` under the official per-cutoff selection and under one best
-    epoch (best validation HR@10 for every metric), over the seeds stored for both; one row per
-    rule with the number of seeds."""
-    base = [c for c in cells if c.setting == setting and c.method == label and c.phi == 0.1]
-    rules = ("per_cutoff", "best_epoch")
-    by_rule = {rule: [replace(c.cfg, selection=rule).run_id for c in base] for rule in rules}
-    both = [i for i in range(len(base)) if all(store.has(by_rule[r][i]) for r in rules)]
+def selection_frame(store: ResultStore, cells: Sequence[Cell], setting: str,
+                    columns: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 10), ("hr", 20))
+                    ) -> pd.DataFrame:
+    """Test metrics of every stored method at φ = 0.1 under both selection rules, from the same
+    runs: the official per-cutoff rule (the run's stored metrics) and one best epoch (best
+    validation HR@10 for every metric), replayed from the run's curve with
+    :func:`rdlib.training.replay_best_epoch`. So both rules cover every stored seed, and each
+    pair differs only in the rule. Long frame: method, seed, selection, column, value, epoch
+    (the epoch of the best-epoch rule, repeated on both rules' rows)."""
     out = []
-    for rule in rules:
-        ids = [by_rule[rule][i] for i in both]  # the same seeds under both rules
-        row: dict[str, object] = {"selection": rule, "n_seeds": len(ids)}
-        if ids:
-            m = store.metrics(ids)
-            m = m[m["split"] == "test"]
-            for metric, k in columns:
-                v = m[(m["metric"] == metric) & (m["k"] == k)]["value"]
-                row[reports.metric_column(metric, k)] = f"{v.mean():.4f} ± {v.std():.4f}" \
-                    if len(v) > 1 else f"{v.mean():.4f}"
-        out.append(row)
-    return pd.DataFrame(out)
+    for c in cells:
+        if c.setting != setting or c.phi != 0.1 or c.method == "Teacher" \
+                or c.cfg.selection != "per_cutoff" or not store.has(c.cfg.run_id):
+            continue
+        cfg = c.cfg
+        curve = store.curve(cfg.run_id)
+        epoch = replay_best_epoch(curve, cfg.selection_metric, cfg.selection_k, cfg.patience)
+        stored = store.metrics(cfg.run_id)
+        stored = stored[stored["split"] == "test"].set_index(["metric", "k"])["value"]
+        at = curve[(curve["split"] == "test") & (curve["epoch"] == epoch)]
+        at = at.set_index(["metric", "k"])["value"]
+        for metric, k in columns:
+            for rule, values in (("per_cutoff", stored), ("best_epoch", at)):
+                out.append({"method": c.method, "seed": cfg.seed, "selection": rule,
+                            "column": reports.metric_column(metric, k),
+                            "value": float(values[(metric, k)]), "epoch": epoch})
+    return pd.DataFrame(out, columns=["method", "seed", "selection", "column", "value", "epoch"])
+
+
+def selection_comparison(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`selection_frame` as a table: one row per method and rule, "mean ± std" over the
+    seeds per column, with the number of seeds."""
+    if frame.empty:
+        return pd.DataFrame()
+    order = [m for m in METHODS if m in set(frame["method"])]
+    g = frame.groupby(["method", "selection", "column"], sort=False)["value"]
+    cell = (g.mean().map("{:.4f}".format) + g.std().map(lambda s: "" if np.isnan(s)
+                                                          else f" ± {s:.4f}"))
+    table = cell.unstack("column")[list(dict.fromkeys(frame["column"]))]
+    table.insert(0, "n_seeds", frame.groupby(["method", "selection"], sort=False)["seed"]
+                 .nunique())
+    return table.reindex(pd.MultiIndex.from_product([order, ["per_cutoff", "best_epoch"]],
+                                                    names=["method", "selection"]))
+
+
+def selection_orders(frame: pd.DataFrame, column: str = "HR@5") -> dict[str, str]:
+    """The methods ordered by their mean ``column`` under each rule ("DE > RD > ..."), to show
+    whether the rule changes the ranking of methods."""
+    means = frame[frame["column"] == column].groupby(["selection", "method"])["value"].mean()
+    return {rule: " > ".join(means[rule].sort_values(ascending=False).index)
+            for rule in ("per_cutoff", "best_epoch") if rule in means.index.get_level_values(0)}
 
 
 # ---------------------------------------------------------------- Table 4 and Table 5

@@ -103,6 +103,33 @@ def _keys_for(cfg: RunConfig, sel_key: str, names: list[str]) -> list[str]:
     return [n for n in names if n.endswith(f"@{k}") or (first and "@" not in n)]
 
 
+def replay_best_epoch(curve: pd.DataFrame, metric: str = "hr", k: int = 10,
+                      patience: int = 20) -> int:
+    """The epoch that ``selection="best_epoch"`` (best validation ``metric@k``) would keep,
+    replayed from the learning curve of a run trained under any selection rule.
+
+    The rule never touches training: the same config and seed give the same trajectory. And a
+    best-epoch run stops no later than a per-cutoff one, since its patience counter resets only
+    when ``metric@k`` improves, a subset of the per-cutoff resets. So a per-cutoff run's curve
+    (one row per evaluation: epoch, split, metric, k, value) holds the whole best-epoch run, and
+    its test metrics at the returned epoch are what that run would report. The loop mirrors
+    :func:`fit`: strict improvement, stop after ``patience`` evaluations without one.
+    """
+    v = curve[(curve["split"] == "valid") & (curve["metric"] == metric) & (curve["k"] == k)]
+    if v.empty:
+        raise ValueError(f"the curve has no validation {metric}@{k} to select on")
+    v = v.sort_values("epoch")
+    best, chosen, bad = -math.inf, -1, 0
+    for epoch, score in zip(v["epoch"].to_numpy(), v["value"].to_numpy(), strict=True):
+        if score > best:
+            best, chosen, bad = score, int(epoch), 0
+        else:
+            bad += 1
+        if patience and bad >= patience:
+            break
+    return chosen
+
+
 def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         evaluate: Evaluator | None, *, distiller: Distiller | None = None,
         checkpoint: Path | None = None, checkpoint_every: float = 30.0) -> TrainOutcome:

@@ -12,6 +12,7 @@ from scipy import stats as sps
 
 from rdlib import derrd
 from rdlib.distill import teacher_config
+from rdlib.paths import repo_root
 from rdlib.results import ResultStore, RunRecord
 
 N_USERS = 300
@@ -236,15 +237,73 @@ def test_option_sweep_marks_the_best_validation_run(tmp_path):
     assert np.isnan(sweep.loc[0.02, "test"]) and not sweep.loc[0.02, "chosen"]
 
 
-def test_selection_comparison_pairs_the_rules(filled):
-    store, cells = filled
-    student = [c for c in cells if c.method == "Student"]
-    for c in student[:2]:  # best-epoch runs for two of the three seeds
-        best = derrd.Cell(c.setting, c.method, c.phi, replace(c.cfg, selection="best_epoch"))
-        _store_run(store, best, np.full(N_USERS, 0.25))
-    got = derrd.selection_comparison(store, cells, "CiteULike/BPR").set_index("selection")
-    assert got.loc["per_cutoff", "n_seeds"] == 2 and got.loc["best_epoch", "n_seeds"] == 2
-    assert got.loc["best_epoch", "HR@5"] == f"{0.25 * 1.05:.4f} ± 0.0000"
+def _store_curve_run(store: ResultStore, cell: derrd.Cell, valid10: list[float],
+                     test_scale: float, stored: float = 0.9) -> None:
+    """A run whose curve has validation HR@10 = ``valid10`` per epoch and every test metric =
+    ``test_scale`` × epoch; its stored (per-cutoff) test metrics are ``stored`` each."""
+    curve = pd.DataFrame([{"epoch": e, "split": split, "metric": m, "k": k,
+                           "value": v if split == "valid" else test_scale * e}
+                          for e, v in enumerate(valid10, start=1) for split in ("valid", "test")
+                          for m in ("hr", "ndcg") for k in (5, 10, 20)])
+    cfg = cell.cfg
+    labels = {"run_id": cfg.run_id, "paper": "DE-RRD", "dataset": cfg.dataset,
+              "protocol": cfg.protocol, "model": cfg.model, "role": cfg.role,
+              "method": cfg.method, "dim": cfg.dim, "seed": cfg.seed}
+    rows = pd.DataFrame([{**labels, "split": "test", "metric": m, "k": k, "value": stored,
+                          "epoch": len(valid10)} for m in ("hr", "ndcg") for k in (5, 10, 20)])
+    store.save(RunRecord(cfg.run_id, {"config": cfg.to_dict()}, rows, curve, {}))
+
+
+def test_selection_frame_replays_the_best_epoch_of_each_run(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Teacher", "Student", "RD"],
+                               seeds=[0, 1])
+    plateau = [0.1, 0.5] + [0.4] * 20 + [0.6]  # best-epoch stops at 22 (patience 20), keeps 2
+    for c in cells:
+        if c.method == "Student":
+            _store_curve_run(store, c, plateau, test_scale=0.01 * (1 + c.cfg.seed))
+        elif c.method == "RD" and c.cfg.seed == 0:
+            _store_curve_run(store, c, [0.1, 0.2, 0.3], test_scale=0.1, stored=0.8)
+        elif c.method == "Teacher":  # never part of the comparison
+            _store_curve_run(store, c, [0.1], test_scale=1.0)
+    frame = derrd.selection_frame(store, cells, "CiteULike/BPR")
+    best = frame[frame["selection"] == "best_epoch"].set_index(["method", "seed", "column"])
+    assert best.loc[("Student", 0, "HR@5"), "epoch"] == 2  # not the later 0.6 at epoch 23
+    assert best.loc[("Student", 1, "HR@20"), "value"] == pytest.approx(0.02 * 2)
+    assert best.loc[("RD", 0, "NDCG@10"), "value"] == pytest.approx(0.1 * 3)
+    per_cutoff = frame[frame["selection"] == "per_cutoff"].groupby("method")["value"]
+    assert per_cutoff.unique().map(list).to_dict() == {"RD": [0.8], "Student": [0.9]}
+    assert "Teacher" not in set(frame["method"])
+    table = derrd.selection_comparison(frame)
+    assert list(table.index) == [("Student", "per_cutoff"), ("Student", "best_epoch"),
+                                 ("RD", "per_cutoff"), ("RD", "best_epoch")]
+    assert table.loc[("Student", "best_epoch"), "n_seeds"] == 2
+    assert table.loc[("Student", "best_epoch"), "HR@5"] == f"{0.03:.4f} ± {np.std([0.02, 0.04], ddof=1):.4f}"
+    assert table.loc[("RD", "best_epoch"), "HR@5"] == "0.3000"  # one seed: no ± part
+    # the rule flips the order: RD's curve peaks late, the student's early
+    assert derrd.selection_orders(frame) == {"per_cutoff": "Student > RD",
+                                             "best_epoch": "RD > Student"}
+    assert derrd.selection_comparison(frame.iloc[:0]).empty
+
+
+def test_replay_matches_the_stored_best_epoch_runs_of_the_chapter():
+    """On the committed CiteULike/BPR runs: the best-epoch student runs of seeds 0 and 1 report
+    what replaying their per-cutoff twins' curves gives."""
+    store = ResultStore(repo_root() / "results")
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student"], seeds=[0, 1])
+    pairs = [(c.cfg.run_id, replace(c.cfg, selection="best_epoch").run_id) for c in cells
+             if c.phi == 0.1]
+    if not all(store.has(a) and store.has(b) for a, b in pairs):
+        pytest.skip("the chapter's best-epoch runs are not in results/")
+    frame = derrd.selection_frame(store, cells, "CiteULike/BPR").set_index(
+        ["seed", "selection", "column"])
+    for seed, (_, best) in enumerate(pairs):
+        reported = store.metrics(best).set_index(["split", "metric", "k"])["value"]
+        assert frame.loc[(seed, "best_epoch", "HR@5"), "epoch"] == \
+            store.manifest(best)["selected_epochs"]["hr@10"]
+        for column, key in (("HR@5", ("hr", 5)), ("NDCG@10", ("ndcg", 10)), ("HR@20", ("hr", 20))):
+            assert frame.loc[(seed, "best_epoch", column), "value"] == \
+                pytest.approx(reported[("test", *key)], abs=1e-6)
 
 
 # ---------------------------------------------------------------- Table 4 and Table 5

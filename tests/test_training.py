@@ -1,6 +1,9 @@
 """End-to-end training on a synthetic log: learns, is deterministic, caches, resumes."""
 
+from dataclasses import replace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -8,7 +11,7 @@ from rdlib.config import RunConfig
 from rdlib.experiments import load_split, make_evaluator, run_experiment
 from rdlib.models import BPRMF, build_model
 from rdlib.results import ResultStore
-from rdlib.training import fit
+from rdlib.training import fit, replay_best_epoch
 
 CFG = dict(dataset="synthetic", protocol="loo_sampled", dim=8, epochs=6, batch_size=256,
            lr=0.01, weight_decay=0.0, eval_every=1, patience=0, n_eval_negatives=50,
@@ -57,6 +60,48 @@ def test_finished_run_is_a_cache_hit(tmp_path, monkeypatch):
     import rdlib.experiments as ex
     monkeypatch.setattr(ex, "fit", lambda *a, **k: pytest.fail("a cached run was retrained"))
     assert run_experiment(cfg, store=store) == cfg.run_id
+
+
+def _curve(values: list[float]) -> pd.DataFrame:
+    """A curve with validation HR@10 = ``values`` at epochs 1, 2, ... and test = 2 × valid."""
+    return pd.DataFrame([{"epoch": e, "split": split, "metric": "hr", "k": 10,
+                          "value": v * (2 if split == "test" else 1)}
+                         for e, v in enumerate(values, start=1) for split in ("valid", "test")])
+
+
+@pytest.mark.parametrize("values, patience, expected", [
+    ([0.1, 0.3, 0.3, 0.2, 0.5], 2, 2),  # a tie is no improvement: stops at epoch 4, keeps 2
+    ([0.1, 0.3, 0.3, 0.2, 0.5], 3, 5),
+    ([0.1, 0.3, 0.3, 0.2, 0.5], 0, 5),  # patience 0 never stops
+    ([0.4, 0.1, 0.2], 20, 1),
+])
+def test_replay_best_epoch_by_hand(values, patience, expected):
+    assert replay_best_epoch(_curve(values), "hr", 10, patience) == expected
+
+
+def test_replay_best_epoch_names_a_missing_metric():
+    with pytest.raises(ValueError, match="no validation ndcg@10"):
+        replay_best_epoch(_curve([0.1]), "ndcg", 10, 20)
+
+
+def test_replayed_best_epoch_is_what_a_best_epoch_run_reports(tmp_path):
+    """A per-cutoff run's curve replays the best-epoch run of the same seed exactly, although
+    the two runs stop at different epochs."""
+    store = ResultStore(tmp_path)
+    cfg = RunConfig(**{**CFG, "epochs": 40, "patience": 3})
+    per_cutoff = run_experiment(cfg, store=store)
+    best = run_experiment(replace(cfg, selection="best_epoch"), store=store)
+    # the premise: the rules stop the same trajectory at different epochs
+    assert store.manifest(best)["epochs_run"] < store.manifest(per_cutoff)["epochs_run"]
+    epoch = replay_best_epoch(store.curve(per_cutoff), "hr", 10, 3)
+    assert epoch == store.manifest(best)["selected_epochs"]["hr@10"]
+    curve = store.curve(per_cutoff)
+    replayed = curve[(curve["split"] == "test") & (curve["epoch"] == epoch)]
+    reported = store.metrics(best)
+    reported = reported[reported["split"] == "test"]
+    assert len(replayed) == len(reported) == 9
+    merged = replayed.merge(reported, on=["metric", "k"], suffixes=("_replay", "_run"))
+    assert np.allclose(merged["value_replay"], merged["value_run"], atol=1e-6)
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path):
