@@ -29,12 +29,18 @@ def _store_run(store: ResultStore, cell: derrd.Cell, hr5: np.ndarray) -> None:
             for split in ("valid", "test"):
                 rows.append({"split": split, "metric": metric, "k": k,
                              "value": float(v.mean()), "epoch": 3})
+    _save(store, cell, rows, pd.DataFrame(), per_user)
+
+
+def _save(store: ResultStore, cell: derrd.Cell, rows: list[dict], curve: pd.DataFrame,
+          per_user: dict[str, np.ndarray]) -> None:
+    """Store a hand-made run of ``cell``: metric ``rows`` (split, metric, k, value, epoch)."""
     cfg = cell.cfg
     labels = {"run_id": cfg.run_id, "paper": "DE-RRD", "dataset": cfg.dataset,
               "protocol": cfg.protocol, "model": cfg.model, "role": cfg.role,
               "method": cfg.method, "dim": cfg.dim, "seed": cfg.seed}
     frame = pd.DataFrame([{**labels, **r} for r in rows])
-    store.save(RunRecord(cfg.run_id, {"config": cfg.to_dict()}, frame, pd.DataFrame(), per_user))
+    store.save(RunRecord(cfg.run_id, {"config": cfg.to_dict()}, frame, curve, per_user))
 
 
 @pytest.fixture
@@ -133,6 +139,29 @@ def test_paired_tests_match_scipy_and_are_holm_adjusted(filled):
     assert np.allclose(res["p_holm"], derrd.holm(res["p"].to_numpy()))
 
 
+def test_paired_tests_rank_tied_seed_means_as_ties(tmp_path):
+    """HR@5 averaged over 5 seeds takes the values j/5: equal differences must tie in the
+    Wilcoxon ranks. Float32 averages made them differ in the last bit (p 0.306 instead of 0.224
+    here); the independent check counts hits in integers."""
+    store = ResultStore(tmp_path)
+    cells = [c for c in derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "RRD"])
+             if c.phi == 0.1]
+    rng = np.random.default_rng(0)
+    hits = {"Student": rng.random((5, 2000)) < 0.45, "RRD": rng.random((5, 2000)) < 0.47}
+    for c in cells:
+        hr5 = hits[c.method][c.cfg.seed].astype(np.float32)  # (users,)
+        _save(store, c, [{"split": "test", "metric": "hr", "k": 5, "value": float(hr5.mean()),
+                          "epoch": 1}], pd.DataFrame(), {"test/users": np.arange(2000),
+                                                         "test/hr@5": hr5})
+    got = derrd.paired_tests(store, cells, "CiteULike/BPR", metrics=(("hr", 5),)).iloc[0]
+    counts = hits["RRD"].sum(0).astype(int) - hits["Student"].sum(0).astype(int)  # (users,)
+    exact = sps.wilcoxon(counts / 5, zero_method="wilcox").pvalue
+    assert got["n_seeds"] == 5 and got["p"] == pytest.approx(exact, rel=1e-9)
+    naive = sps.wilcoxon(hits["RRD"].astype(np.float32).mean(0),
+                         hits["Student"].astype(np.float32).mean(0)).pvalue
+    assert abs(naive - exact) > 0.05  # the premise: untied float32 averages change p here
+
+
 def test_log_check_uses_student_noise_for_a_single_seed(filled):
     store, cells = filled
     rows = derrd.stored_rows(store, cells)
@@ -177,6 +206,46 @@ def test_claim1_ordering_verdicts():
     # a gain over the student that is not significant does not count
     tests = pd.DataFrame({"method": ["RD"], "metric": ["HR@5"], "significant": [False]})
     assert "RD > Student: no" in derrd.claim1_ordering(_rows(part), tests)["evidence"]
+
+
+def _between(better: str, worse: str, diff: float, significant: bool) -> pd.DataFrame:
+    return pd.DataFrame({"better": [better], "worse": [worse], "diff": [diff],
+                         "p_holm": [0.01 if significant else 0.5], "significant": [significant]})
+
+
+@pytest.mark.parametrize("relation, means, significant, held", [
+    # "≥" claims no loss: a lower mean fails only when the loss is significant
+    (("DE-RRD", "DE"), (0.479, 0.480), False, True),
+    (("DE-RRD", "DE"), (0.479, 0.480), True, False),
+    (("DE-RRD", "DE"), (0.481, 0.480), True, True),
+    # ">" needs a higher mean and a significant difference
+    (("RRD", "RD"), (0.470, 0.460), True, True),
+    (("RRD", "RD"), (0.470, 0.460), False, False),
+    (("RRD", "RD"), (0.450, 0.460), True, False),
+])
+def test_claim1_judges_kd_relations_by_their_test(relation, means, significant, held):
+    cu = "CiteULike/BPR"
+    values = {(cu, "DE-RRD"): [0.49], (cu, "DE"): [0.48], (cu, "RRD"): [0.47], (cu, "CD"): [0.46],
+              (cu, "RD"): [0.455], (cu, "Student"): [0.45]}
+    values[(cu, relation[0])], values[(cu, relation[1])] = [means[0]], [means[1]]
+    between = _between(*relation, means[0] - means[1], significant)
+    got = derrd.claim1_ordering(_rows(values), between=between)
+    op = "≥" if relation == ("DE-RRD", "DE") else ">"
+    assert f"{relation[0]} {op} {relation[1]}: {'yes' if held else 'no'} (Δ " in got["evidence"]
+
+
+def test_relation_tests_match_scipy(filled):
+    store, cells = filled
+    got = derrd.relation_tests(store, cells)
+    # DE has seed 0 only; RRD seeds 0-2, so "DE ≥ RRD" pairs seed 0; CD and RD have no runs
+    assert list(zip(got["better"], got["worse"], strict=True)) == [("DE", "RRD")]
+    run = {c.method: store.per_user(c.cfg.run_id)["test/hr@5"] for c in cells
+           if c.cfg.seed == 0 and c.method in ("DE", "RRD")}
+    row = got.iloc[0]
+    assert row["n_seeds"] == 1 and row["diff"] == pytest.approx(run["DE"].mean() - run["RRD"].mean())
+    assert row["p"] == pytest.approx(sps.wilcoxon(run["DE"], run["RRD"]).pvalue, rel=1e-6)
+    assert row["p_holm"] == pytest.approx(row["p"])  # one relation: nothing to adjust
+    assert derrd.relation_tests(ResultStore(store.root / "empty"), cells).empty
 
 
 def test_claim2_and_claim3():
@@ -245,13 +314,9 @@ def _store_curve_run(store: ResultStore, cell: derrd.Cell, valid10: list[float],
                            "value": v if split == "valid" else test_scale * e}
                           for e, v in enumerate(valid10, start=1) for split in ("valid", "test")
                           for m in ("hr", "ndcg") for k in (5, 10, 20)])
-    cfg = cell.cfg
-    labels = {"run_id": cfg.run_id, "paper": "DE-RRD", "dataset": cfg.dataset,
-              "protocol": cfg.protocol, "model": cfg.model, "role": cfg.role,
-              "method": cfg.method, "dim": cfg.dim, "seed": cfg.seed}
-    rows = pd.DataFrame([{**labels, "split": "test", "metric": m, "k": k, "value": stored,
-                          "epoch": len(valid10)} for m in ("hr", "ndcg") for k in (5, 10, 20)])
-    store.save(RunRecord(cfg.run_id, {"config": cfg.to_dict()}, rows, curve, {}))
+    rows = [{"split": "test", "metric": m, "k": k, "value": stored, "epoch": len(valid10)}
+            for m in ("hr", "ndcg") for k in (5, 10, 20)]
+    _save(store, cell, rows, curve, {})
 
 
 def test_selection_frame_replays_the_best_epoch_of_each_run(tmp_path):
