@@ -153,6 +153,11 @@ def reference_rows(setting: str, label: str) -> pd.DataFrame:
                          "citation": out["source"]})
 
 
+def mean_std_cell(mean: float, std: float, digits: int = 4) -> str:
+    """"mean ± std", or the mean alone when there is no spread to show (one seed: std is NaN)."""
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METHODS),
            digits: int = 4) -> pd.DataFrame:
     """Table 2 for one setting at φ = 0.1: for each method the rows ``ours`` (mean ± std over
@@ -170,9 +175,8 @@ def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METH
         else:
             g = sub.groupby(["metric", "k"])["value"]
             mean, std, n = g.mean(), g.std(), int(sub["seed"].nunique())
-            cells = {reports.metric_column(m, k): (
-                f"{mean[(m, k)]:.{digits}f}" if n == 1 else
-                f"{mean[(m, k)]:.{digits}f} ± {std[(m, k)]:.{digits}f}") for m, k in mean.index}
+            cells = {reports.metric_column(m, k): mean_std_cell(mean[(m, k)], std[(m, k)], digits)
+                     for m, k in mean.index}
         out.append({"method": label, "source": f"ours (n={n})", **cells})
         ref = reference_rows(setting, label)
         for source in ("official log", "paper"):
@@ -201,6 +205,14 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     res[order] = np.minimum(adj, 1.0)
     out[ok] = res
     return out
+
+
+def _with_holm(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """``df`` with its column ``p`` adjusted together by :func:`holm` (``p_holm``) and
+    ``significant`` = adjusted p < ``alpha``."""
+    df["p_holm"] = holm(df["p"].to_numpy())
+    df["significant"] = df["p_holm"] < alpha
+    return df
 
 
 def _seed_paired(per_user: dict[str, dict[str, np.ndarray]], a: pd.Series, b: pd.Series,
@@ -264,11 +276,7 @@ def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
                         "method mean": b.mean(), "diff": diff.mean(),
                         "rel_gain": diff.mean() / a.mean() if a.mean() else np.nan, "p": p})
     df = pd.DataFrame(out)
-    if df.empty:
-        return df
-    df["p_holm"] = holm(df["p"].to_numpy())
-    df["significant"] = df["p_holm"] < alpha
-    return df
+    return df if df.empty else _with_holm(df, alpha)
 
 
 # ---------------------------------------------------------------- claims (papers.md §2.10)
@@ -372,11 +380,8 @@ def relation_tests(store: ResultStore, cells: Sequence[Cell], setting: str = "Ci
         out.append({"better": better, "worse": worse, "strict": strict, "n_seeds": len(seeds),
                     "better mean": vb.mean(), "worse mean": va.mean(),
                     "diff": vb.mean() - va.mean(), "p": p})
-    df = pd.DataFrame(out, columns=["better", "worse", "strict", "n_seeds", "better mean",
-                                    "worse mean", "diff", "p"])
-    df["p_holm"] = holm(df["p"].to_numpy())
-    df["significant"] = df["p_holm"] < alpha
-    return df
+    return _with_holm(pd.DataFrame(out, columns=["better", "worse", "strict", "n_seeds",
+                                                 "better mean", "worse mean", "diff", "p"]), alpha)
 
 
 def claim1_ordering(rows: pd.DataFrame, tests: pd.DataFrame | None = None,
@@ -655,9 +660,9 @@ def selection_comparison(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame()
     order = [m for m in METHODS if m in set(frame["method"])]
-    g = frame.groupby(["method", "selection", "column"], sort=False)["value"]
-    cell = (g.mean().map("{:.4f}".format) + g.std().map(lambda s: "" if np.isnan(s)
-                                                          else f" ± {s:.4f}"))
+    g = frame.groupby(["method", "selection", "column"], sort=False)["value"].agg(["mean", "std"])
+    cell = pd.Series([mean_std_cell(m, sd) for m, sd in zip(g["mean"], g["std"], strict=True)],
+                     index=g.index)
     table = cell.unstack("column")[list(dict.fromkeys(frame["column"]))]
     table.insert(0, "n_seeds", frame.groupby(["method", "selection"], sort=False)["seed"]
                  .nunique())

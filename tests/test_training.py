@@ -93,9 +93,9 @@ def test_replayed_best_epoch_is_what_a_best_epoch_run_reports(tmp_path):
     best = run_experiment(replace(cfg, selection="best_epoch"), store=store)
     # the premise: the rules stop the same trajectory at different epochs
     assert store.manifest(best)["epochs_run"] < store.manifest(per_cutoff)["epochs_run"]
-    epoch = replay_best_epoch(store.curve(per_cutoff), "hr", 10, 3)
-    assert epoch == store.manifest(best)["selected_epochs"]["hr@10"]
     curve = store.curve(per_cutoff)
+    epoch = replay_best_epoch(curve, "hr", 10, 3)
+    assert epoch == store.manifest(best)["selected_epochs"]["hr@10"]
     replayed = curve[(curve["split"] == "test") & (curve["epoch"] == epoch)]
     reported = store.metrics(best)
     reported = reported[reported["split"] == "test"]
