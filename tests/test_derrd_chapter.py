@@ -457,6 +457,48 @@ def test_claim4_self_distillation_reads_phi_one():
     assert teacher_only["evidence"] == "not run: CiteULike/BPR (DE-RRD at φ = 1.0)"
 
 
+def test_self_distillation_tests_pair_every_seed_with_the_one_teacher(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Teacher", "DE-RRD"], seeds=[0, 1],
+                               phis=(0.1, 1.0))
+    rng = np.random.default_rng(1)
+    teacher = rng.integers(0, 2, size=N_USERS).astype(float)
+    hits = {0: np.maximum(teacher, np.arange(N_USERS) % 4 == 0),  # seed 0 gains some users
+            1: teacher.copy()}
+    for c in cells:
+        if c.method == "Teacher":
+            _store_run(store, c, teacher)
+        elif c.phi == 1.0:
+            _store_run(store, c, hits[c.cfg.seed])
+        else:  # φ = 0.1 runs must not enter claim 4's test
+            _store_run(store, c, np.zeros(N_USERS))
+    got = derrd.self_distillation_tests(store, cells, ["CiteULike/BPR", "Foursquare/BPR"])
+    assert list(got["setting"]) == ["CiteULike/BPR"]  # Foursquare has no runs: left out
+    r = got.iloc[0]
+    stored = {(c.method, c.phi, c.cfg.seed): store.per_user(c.cfg.run_id)["test/hr@5"]
+              for c in cells}
+    teacher = stored[("Teacher", 1.0, 0)].astype(float)
+    mean_kd = (stored[("DE-RRD", 1.0, 0)] + stored[("DE-RRD", 1.0, 1)].astype(float)) / 2
+    assert r["n_seeds"] == 2 and r["diff"] == pytest.approx(mean_kd.mean() - teacher.mean())
+    assert r["ratio"] == pytest.approx(mean_kd.mean() / teacher.mean())
+    assert r["p"] == pytest.approx(sps.wilcoxon(mean_kd, teacher).pvalue, rel=1e-6)
+    assert r["significant"]
+
+
+@pytest.mark.parametrize("significant, verdict", [(True, derrd.REPRODUCED),
+                                                  (False, derrd.NOT_REPRODUCED)])
+def test_claim4_needs_a_significant_gain_when_tested(significant, verdict):
+    cu = "CiteULike/BPR"
+    rows = _rows({(cu, "Teacher"): [0.50]})
+    at_one = _rows({(cu, "DE-RRD"): [0.505]})
+    at_one["phi"] = 1.0
+    tests = pd.DataFrame({"setting": [cu], "diff": [0.005], "p_holm": [0.01 if significant else 0.4],
+                          "significant": [significant]})
+    got = derrd.claim4_self_distillation(pd.concat([rows, at_one]), [cu], tests=tests)
+    assert got["verdict"] == verdict
+    assert "ratio 1.010 (n=1, per-user Δ +0.0050, Holm p " in got["evidence"]
+
+
 def test_claim5_ablations_compare_each_variant_with_its_base():
     idx = list(derrd.ABLATIONS)
     hr = {"DE": 0.48, "(a) attention": 0.47, "(b) one expert, large": 0.46,
