@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdlib.models.base import Recommender
+from rdlib.models.base import Recommender, RowEmbedding
 
 
 class BPRMF(Recommender):
@@ -33,8 +33,8 @@ class BPRMF(Recommender):
             raise ValueError(f"BPRMF needs positive sizes, got n_users={n_users}, "
                              f"n_items={n_items}, dim={dim}")
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
-        self.user_emb = nn.Embedding(n_users, dim)
-        self.item_emb = nn.Embedding(n_items, dim)
+        self.user_emb = RowEmbedding(n_users, dim)
+        self.item_emb = RowEmbedding(n_items, dim)
         nn.init.normal_(self.user_emb.weight, std=init_std)
         nn.init.normal_(self.item_emb.weight, std=init_std)
 

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdlib.models.base import Recommender
+from rdlib.models.base import Recommender, RowEmbedding
 
 LOSS_TYPES: tuple[str, ...] = ("bpr", "bce")
 
@@ -100,10 +100,10 @@ class NeuMF(Recommender):
             raise ValueError(f"n_layers={n_layers} is invalid for branch width {d_b}")
         self.n_users, self.n_items, self.dim, self.d_b = n_users, n_items, dim, d_b
         self.loss_type, self.chunk_pairs = loss_type, chunk_pairs
-        self.user_gmf = nn.Embedding(n_users, d_b)
-        self.item_gmf = nn.Embedding(n_items, d_b)
-        self.user_mlp = nn.Embedding(n_users, d_b)
-        self.item_mlp = nn.Embedding(n_items, d_b)
+        self.user_gmf = RowEmbedding(n_users, d_b)
+        self.item_gmf = RowEmbedding(n_items, d_b)
+        self.user_mlp = RowEmbedding(n_users, d_b)
+        self.item_mlp = RowEmbedding(n_items, d_b)
         for emb in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
             nn.init.normal_(emb.weight, std=init_std)
         layers: list[nn.Linear] = []
