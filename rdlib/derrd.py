@@ -189,6 +189,36 @@ def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METH
     return table[[c for c in cols if c in table.columns]].fillna("–")
 
 
+def gap_closed(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETTINGS),
+               metric: str = "hr", k: int = 5) -> pd.DataFrame:
+    """How much of the teacher–student gap each KD method closes, ours beside the paper's.
+
+    A KD method can only gain what the plain student lacks against its teacher, so its gain is
+    read against that gap: (method − student) / (teacher − student) at φ = 0.1, on the mean
+    test value over our seeds and on the paper's Table 2. Where our teacher is weaker or our
+    student stronger than the paper's, our gap is smaller and the same share of it is a smaller
+    absolute gain. Columns: setting, method, our gain, our gap, our share, paper gain, paper
+    gap, paper share (NaN where a number is missing)."""
+    out = []
+    for setting in settings:
+        ours = {m: test_values(rows, setting, m, metric, k) for m in METHODS}
+        ours = {m: v.mean() if v.size else np.nan for m, v in ours.items()}
+        paper = {}
+        for m in METHODS:
+            ref = reference_rows(setting, m)
+            r = ref[(ref["source"] == "paper") & (ref["metric"] == metric) & (ref["k"] == k)]
+            paper[m] = float(r["value"].iloc[0]) if len(r) else np.nan
+        for label in KD_METHODS:
+            row = {"setting": setting, "method": label}
+            for name, v in (("our", ours), ("paper", paper)):
+                gap = v["Teacher"] - v["Student"]
+                row[f"{name} gain"] = v[label] - v["Student"]
+                row[f"{name} gap"] = gap
+                row[f"{name} share"] = row[f"{name} gain"] / gap if gap else np.nan
+            out.append(row)
+    return pd.DataFrame(out)
+
+
 # ---------------------------------------------------------------- significance
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""

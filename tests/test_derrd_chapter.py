@@ -248,6 +248,23 @@ def test_relation_tests_match_scipy(filled):
     assert derrd.relation_tests(ResultStore(store.root / "empty"), cells).empty
 
 
+def test_gap_closed_reads_gains_against_the_teacher_student_gap():
+    fs = "Foursquare/BPR"
+    rows = _rows({(fs, "Teacher"): [0.54], (fs, "Student"): [0.49, 0.51], (fs, "RRD"): [0.51]})
+    got = derrd.gap_closed(rows, [fs]).set_index("method")
+    # ours: student mean 0.50, gap 0.04, RRD gains 0.01 → a quarter of the gap
+    assert got.loc["RRD", "our gap"] == pytest.approx(0.04)
+    assert got.loc["RRD", "our share"] == pytest.approx(0.25)
+    assert np.isnan(got.loc["DE", "our gain"])  # not run
+    # the paper's Foursquare/BPR HR@5, read from the data file
+    paper = {m: derrd.reference_rows(fs, m) for m in ("Teacher", "Student", "RRD")}
+    hr5 = {m: r.loc[(r["source"] == "paper") & (r["metric"] == "hr") & (r["k"] == 5),
+                    "value"].iloc[0] for m, r in paper.items()}
+    expected = (hr5["RRD"] - hr5["Student"]) / (hr5["Teacher"] - hr5["Student"])
+    assert got.loc["RRD", "paper share"] == pytest.approx(expected)
+    assert 0 < expected < 1
+
+
 def test_claim2_and_claim3():
     s = "CiteULike/NeuMF"
     rows = _rows({(s, "Teacher"): [0.50], (s, "Student"): [0.40], (s, "DE"): [0.41],
