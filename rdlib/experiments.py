@@ -26,7 +26,7 @@ from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split, loo_from_fixed_split, loo_sampled, random_holdout, temporal
 from rdlib.results import ResultStore, RunRecord
-from rdlib.training import fit
+from rdlib.training import fit, save_atomic
 
 SYNTHETIC = "synthetic"
 
@@ -159,7 +159,7 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
                                  **distill.distiller_summary(distiller)}
     store.save(RunRecord(cfg.run_id, manifest, frame, curve, per_user))
     if out.best_state is not None:
-        torch.save(out.best_state, store.root / "checkpoints" / f"{cfg.run_id}.best.pt")
+        save_atomic(out.best_state, store.root / "checkpoints" / f"{cfg.run_id}.best.pt")
     if ckpt.exists():
         ckpt.unlink()  # the run is complete: the resume checkpoint is no longer needed
     return cfg.run_id

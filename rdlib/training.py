@@ -13,6 +13,7 @@ epochs).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,6 +131,17 @@ def replay_best_epoch(curve: pd.DataFrame, metric: str = "hr", k: int = 10,
     return chosen
 
 
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A run stopped while its checkpoint is being written (a kill at a session's end) then leaves
+    the previous checkpoint whole instead of a truncated file that cannot be resumed from; the
+    rename is atomic on one file system."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         evaluate: Evaluator | None, *, distiller: Distiller | None = None,
         checkpoint: Path | None = None, checkpoint_every: float = 30.0) -> TrainOutcome:
@@ -243,12 +255,12 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         if checkpoint is not None and time.perf_counter() - last_save > checkpoint_every:
             last_save = time.perf_counter()
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "distiller": None if distiller is None else distiller.state_dict(),
-                        "generator": gen.get_state(), "epoch": epoch + 1, "bad_evals": bad_evals,
-                        "selected": selected, "curve": curve, "best_state": best_state,
-                        "users_of": users_of, "t_train": t_train, "t_eval": t_eval},
-                       checkpoint)
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "distiller": None if distiller is None else distiller.state_dict(),
+                         "generator": gen.get_state(), "epoch": epoch + 1,
+                         "bad_evals": bad_evals, "selected": selected, "curve": curve,
+                         "best_state": best_state, "users_of": users_of, "t_train": t_train,
+                         "t_eval": t_eval}, checkpoint)
         if cfg.patience and bad_evals >= cfg.patience:
             break
     bar.close()

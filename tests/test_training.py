@@ -130,6 +130,33 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     assert full.selected.keys() == resumed.selected.keys()
 
 
+def test_checkpoint_survives_a_kill_while_it_is_written(tmp_path, monkeypatch):
+    """A run killed in the middle of writing its checkpoint leaves the previous one whole."""
+    cfg = RunConfig(**{**CFG, "epochs": 3})
+    split = load_split("synthetic", "loo_sampled", 0, 50)
+    evaluate = make_evaluator(split, cfg)  # checkpoints are written after evaluations
+    ckpt = tmp_path / "ck.pt"
+    torch.manual_seed(cfg.seed)
+    fit(BPRMF(split.n_users, split.n_items, cfg.dim), split.train, split.n_items,
+        RunConfig(**{**CFG, "epochs": 2}), evaluate, checkpoint=ckpt, checkpoint_every=0.0)
+    saved = torch.load(ckpt, weights_only=False)
+
+    def killed_mid_write(obj, path):  # half a file, then the process dies
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04 truncated")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    torch.manual_seed(cfg.seed)
+    with pytest.raises(KeyboardInterrupt):
+        fit(BPRMF(split.n_users, split.n_items, cfg.dim), split.train, split.n_items, cfg,
+            evaluate, checkpoint=ckpt, checkpoint_every=0.0)
+    monkeypatch.undo()
+    kept = torch.load(ckpt, weights_only=False)  # still the epoch-2 checkpoint, loadable
+    assert kept["epoch"] == saved["epoch"] == 2
+    assert torch.equal(kept["model"]["item_emb.weight"], saved["model"]["item_emb.weight"])
+
+
 def test_distiller_loss_and_parameters_are_trained():
     from rdlib.training import Distiller
 
