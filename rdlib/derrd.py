@@ -282,8 +282,9 @@ def _runs_of(frame: pd.DataFrame, label: str) -> pd.Series:
 def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
                  metrics: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 5), ("hr", 10),
                                                        ("ndcg", 10), ("hr", 20), ("ndcg", 20)),
-                 alpha: float = 0.05) -> pd.DataFrame:
-    """Each KD method against the plain student of one setting (φ = 0.1), per user.
+                 alpha: float = 0.05, phi: float = 0.1) -> pd.DataFrame:
+    """Each KD method against the plain student of one setting at student size ``phi``
+    (Table 2: 0.1), per user.
 
     For every (method, metric@k) the test values of each user are averaged over the seeds that
     both the method and the student have (runs pair by seed: same split, same initial student),
@@ -292,7 +293,7 @@ def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
     tests are adjusted together with :func:`holm`. Columns: method, metric, n_seeds, n_users,
     student, method mean, diff, rel_gain (diff / student), p, p_holm, significant.
     """
-    frame, per_user = _stored_runs(store, cells, setting)
+    frame, per_user = _stored_runs(store, cells, setting, phi)
     student = _runs_of(frame, "Student")
     out = []
     for label in KD_METHODS:

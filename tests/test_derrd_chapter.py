@@ -474,6 +474,25 @@ def test_claim4_self_distillation_reads_phi_one():
     assert teacher_only["evidence"] == "not run: CiteULike/BPR (DE-RRD at φ = 1.0)"
 
 
+def test_paired_tests_at_another_student_size(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "RRD"], seeds=[0, 1],
+                               phis=(0.1, 0.5))
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 2, size=N_USERS).astype(float)
+    worse = np.where(np.arange(N_USERS) % 5 == 0, 0.0, base)  # RRD loses some users at φ = 0.5
+    for c in cells:
+        _store_run(store, c, worse if (c.method, c.phi) == ("RRD", 0.5) else base)
+    at_half = derrd.paired_tests(store, cells, "CiteULike/BPR", metrics=[("hr", 5)], phi=0.5)
+    row = at_half.iloc[0]
+    hits = {m: store.per_user(next(c.cfg.run_id for c in cells if c.method == m and c.phi == 0.5
+                                   and c.cfg.seed == 0))["test/hr@5"] for m in ("Student", "RRD")}
+    assert row["method"] == "RRD" and row["n_seeds"] == 2 and row["diff"] < 0
+    assert row["p"] == pytest.approx(sps.wilcoxon(hits["RRD"], hits["Student"]).pvalue, rel=1e-6)
+    at_tenth = derrd.paired_tests(store, cells, "CiteULike/BPR", metrics=[("hr", 5)])
+    assert at_tenth.iloc[0]["diff"] == 0 and at_tenth.iloc[0]["p"] == 1.0  # φ = 0.1: equal runs
+
+
 def test_self_distillation_tests_pair_every_seed_with_the_one_teacher(tmp_path):
     store = ResultStore(tmp_path)
     cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Teacher", "DE-RRD"], seeds=[0, 1],
