@@ -1,8 +1,7 @@
 """Benchmark: embedding lookups, ``nn.Embedding`` against :class:`rdlib.models.base.RowEmbedding`.
 
-Both return the same rows; on CPU ``nn.Embedding``'s backward switches to a slow path above
-3,000 indices, while ``RowEmbedding`` (``weight.index_select``) backs up through one
-``index_add_``. This script times a forward and backward of each on a Foursquare-sized item
+Both return the same rows; ``RowEmbedding`` (``weight.index_select``) backs up through one
+``index_add_`` instead of ``nn.Embedding``'s dense embedding backward. This script times a forward and backward of each on a Foursquare-sized item
 table (28,593 × 20) for index counts from a BPR batch (1,024) to an RRD batch's interesting or
 uninteresting items (≈1,000 users × 40), and checks that the two gradients are equal bit for
 bit. With ``--epoch`` it also times whole training epochs of a BPR student with RRD

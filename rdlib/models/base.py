@@ -35,11 +35,11 @@ class RowEmbedding(nn.Embedding):
     """An ``nn.Embedding`` whose lookup is ``weight.index_select``: the same rows, the same
     parameters and state_dict keys, and on CPU the same gradient bit for bit, but faster.
 
-    On CPU, ``nn.Embedding``'s backward takes a slow path above 3,000 looked-up indices (it walks
-    the indices once per weight-row block with a per-row iterator), while ``index_select``'s
-    backward is one ``index_add_`` that sums the same rows in the same order. RRD looks up
-    about 40,000 item rows per mini-batch (≈1,000 users × K = 40, and as many for L = 40), where
-    the embedding backward was 35% of an epoch's profile. A BPR + RRD epoch of Foursquare's size
+    ``index_select``'s backward is one ``index_add_``, which sums the same rows in the same
+    order as ``nn.Embedding``'s dense backward but is faster on CPU for large lookups. RRD looks
+    up about 40,000 item rows per mini-batch (≈1,000 users × K = 40, and as many for L = 40),
+    where ``embedding_dense_backward`` was 35% of a profiled epoch
+    (``torch.profiler``, Foursquare, one thread). A BPR + RRD epoch of Foursquare's size
     ran 1.3–1.5× faster with ``index_select``, with identical weights after it
     (``benchmarks/bench_lookup.py --epoch``; measured on a loaded 2-core CPU, one thread).
     ``padding_idx``, ``max_norm`` and sparse gradients are not supported (rdlib uses none).
