@@ -474,12 +474,17 @@ def test_claim4_self_distillation_reads_phi_one():
     assert teacher_only["evidence"] == "not run: CiteULike/BPR (DE-RRD at φ = 1.0)"
 
 
+def _sized_grid(tmp_path, methods: list[str], phi: float, seed: int
+                ) -> tuple[ResultStore, list[derrd.Cell], np.ndarray]:
+    """An empty store, the CiteULike/BPR cells of ``methods`` at φ = 0.1 and ``phi`` (seeds 0
+    and 1), and a random per-user hit vector to build runs from."""
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], methods, seeds=[0, 1], phis=(0.1, phi))
+    hits = np.random.default_rng(seed).integers(0, 2, size=N_USERS).astype(float)
+    return ResultStore(tmp_path), cells, hits
+
+
 def test_paired_tests_at_another_student_size(tmp_path):
-    store = ResultStore(tmp_path)
-    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "RRD"], seeds=[0, 1],
-                               phis=(0.1, 0.5))
-    rng = np.random.default_rng(2)
-    base = rng.integers(0, 2, size=N_USERS).astype(float)
+    store, cells, base = _sized_grid(tmp_path, ["Student", "RRD"], 0.5, seed=2)
     worse = np.where(np.arange(N_USERS) % 5 == 0, 0.0, base)  # RRD loses some users at φ = 0.5
     for c in cells:
         _store_run(store, c, worse if (c.method, c.phi) == ("RRD", 0.5) else base)
@@ -494,11 +499,7 @@ def test_paired_tests_at_another_student_size(tmp_path):
 
 
 def test_self_distillation_tests_pair_every_seed_with_the_one_teacher(tmp_path):
-    store = ResultStore(tmp_path)
-    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Teacher", "DE-RRD"], seeds=[0, 1],
-                               phis=(0.1, 1.0))
-    rng = np.random.default_rng(1)
-    teacher = rng.integers(0, 2, size=N_USERS).astype(float)
+    store, cells, teacher = _sized_grid(tmp_path, ["Teacher", "DE-RRD"], 1.0, seed=1)
     hits = {0: np.maximum(teacher, np.arange(N_USERS) % 4 == 0),  # seed 0 gains some users
             1: teacher.copy()}
     for c in cells:
