@@ -203,11 +203,7 @@ def gap_closed(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETTINGS),
     for setting in settings:
         ours = {m: test_values(rows, setting, m, metric, k) for m in METHODS}
         ours = {m: v.mean() if v.size else np.nan for m, v in ours.items()}
-        paper = {}
-        for m in METHODS:
-            ref = reference_rows(setting, m)
-            r = ref[(ref["source"] == "paper") & (ref["metric"] == metric) & (ref["k"] == k)]
-            paper[m] = float(r["value"].iloc[0]) if len(r) else np.nan
+        paper = {m: reference_value(setting, m, "paper", metric, k) for m in METHODS}
         for label in KD_METHODS:
             row = {"setting": setting, "method": label}
             for name, v in (("our", ours), ("paper", paper)):
@@ -322,11 +318,18 @@ def test_values(rows: pd.DataFrame, setting: str, label: str, metric: str = "hr"
     return r.sort_values("seed")["value"].to_numpy()
 
 
+def reference_value(setting: str, label: str, source: str = "paper", metric: str = "hr",
+                    k: int = 5) -> float:
+    """One number of :func:`reference_rows` (``source`` "paper" or "official log"); NaN when
+    the source has none."""
+    ref = reference_rows(setting, label)
+    r = ref[(ref["source"] == source) & (ref["metric"] == metric.lower()) & (ref["k"] == k)]
+    return float(r["value"].iloc[0]) if len(r) else float("nan")
+
+
 def official_log_value(label: str, metric: str = "HR", k: int = 5) -> float:
     """The official CiteULike/BPR/d=20 log's test value for ``label`` (NaN when there is none)."""
-    ref = reference_rows("CiteULike/BPR", label)
-    r = ref[(ref["source"] == "official log") & (ref["metric"] == metric.lower()) & (ref["k"] == k)]
-    return float(r["value"].iloc[0]) if len(r) else float("nan")
+    return reference_value("CiteULike/BPR", label, "official log", metric, k)
 
 
 def log_check(rows: pd.DataFrame, labels: Sequence[str] = ("Student", "DE", "RRD"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,8 @@ from rdlib.metrics import split_metric_name
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split, loo_from_fixed_split, loo_sampled, random_holdout, temporal
-from rdlib.results import ResultStore, RunRecord
-from rdlib.training import fit, save_atomic
+from rdlib.results import ResultStore, RunRecord, atomic_write
+from rdlib.training import fit
 
 SYNTHETIC = "synthetic"
 
@@ -159,7 +159,8 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
                                  **distill.distiller_summary(distiller)}
     store.save(RunRecord(cfg.run_id, manifest, frame, curve, per_user))
     if out.best_state is not None:
-        save_atomic(out.best_state, store.root / "checkpoints" / f"{cfg.run_id}.best.pt")
+        atomic_write(store.root / "checkpoints" / f"{cfg.run_id}.best.pt",
+                     partial(torch.save, out.best_state))
     if ckpt.exists():
         ckpt.unlink()  # the run is complete: the resume checkpoint is no longer needed
     return cfg.run_id

@@ -40,7 +40,10 @@ class RunRecord:
     per_user: dict[str, np.ndarray]  # "test/hr@5" -> (n_eval,), "test/users" -> (n_eval,)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: a
+    process killed while writing (a run stopped at a session's end) leaves the previous file
+    whole instead of a truncated one; the rename is atomic on one file system."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
@@ -73,14 +76,14 @@ class ResultStore:
             raise ValueError(f"result rows of {record.run_id} lack columns {missing}")
         d = self.run_dir(record.run_id)
         d.mkdir(parents=True, exist_ok=True)
-        _atomic_write(d / "metrics.csv",
+        atomic_write(d / "metrics.csv",
                       lambda p: record.rows[ROW_COLUMNS].to_csv(p, index=False, float_format="%.6g"))
-        _atomic_write(d / "curve.csv.gz",
+        atomic_write(d / "curve.csv.gz",
                       lambda p: record.curve.to_csv(p, index=False, float_format="%.6g",
                                                     compression="gzip"))
-        _atomic_write(d / "per_user.npz", lambda p: _savez(p, record.per_user))
+        atomic_write(d / "per_user.npz", lambda p: _savez(p, record.per_user))
         manifest = dict(record.manifest, status="complete")
-        _atomic_write(d / "manifest.json",
+        atomic_write(d / "manifest.json",
                       lambda p: p.write_text(json.dumps(manifest, indent=1, sort_keys=True,
                                                         default=str) + "\n"))
         return d

@@ -13,10 +13,10 @@ epochs).
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from rdlib.config import RunConfig
 from rdlib.models.base import Recommender
+from rdlib.results import atomic_write
 from rdlib.sampling import NegativeSampler
 
 # (model, which split) -> EvalResult with .values {"hr@5": (n_eval,)} and .users (n_eval,)
@@ -129,17 +130,6 @@ def replay_best_epoch(curve: pd.DataFrame, metric: str = "hr", k: int = 10,
         if patience and bad >= patience:
             break
     return chosen
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
-
-    A run stopped while its checkpoint is being written (a kill at a session's end) then leaves
-    the previous checkpoint whole instead of a truncated file that cannot be resumed from; the
-    rename is atomic on one file system."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
@@ -255,12 +245,12 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         if checkpoint is not None and time.perf_counter() - last_save > checkpoint_every:
             last_save = time.perf_counter()
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "distiller": None if distiller is None else distiller.state_dict(),
-                         "generator": gen.get_state(), "epoch": epoch + 1,
-                         "bad_evals": bad_evals, "selected": selected, "curve": curve,
-                         "best_state": best_state, "users_of": users_of, "t_train": t_train,
-                         "t_eval": t_eval}, checkpoint)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "distiller": None if distiller is None else distiller.state_dict(),
+                     "generator": gen.get_state(), "epoch": epoch + 1, "bad_evals": bad_evals,
+                     "selected": selected, "curve": curve, "best_state": best_state,
+                     "users_of": users_of, "t_train": t_train, "t_eval": t_eval}
+            atomic_write(checkpoint, partial(torch.save, state))
         if cfg.patience and bad_evals >= cfg.patience:
             break
     bar.close()

@@ -10,7 +10,7 @@ from rdlib.models import BPRMF, build_model
 from rdlib.models.base import RowEmbedding
 
 
-@pytest.mark.parametrize("n_indices", [7, 3_000, 3_001, 20_000])  # both sides of the CPU switch
+@pytest.mark.parametrize("n_indices", [7, 3_000, 3_001, 20_000])  # small and RRD-sized lookups
 def test_row_embedding_equals_nn_embedding_bit_for_bit(n_indices):
     torch.manual_seed(0)
     plain, rows = nn.Embedding(500, 8), RowEmbedding(500, 8)

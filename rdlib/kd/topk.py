@@ -13,12 +13,14 @@ official file is unknown.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rdlib.models.base import Recommender
+from rdlib.results import atomic_write
 
 
 def _user_offsets(train: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +113,5 @@ def cached_teacher_topk(path: str | Path, teacher: Recommender, train: np.ndarra
     topk = teacher_topk(teacher, train, n_users, n_items, k=k, batch_size=batch_size,
                         device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({**meta, "topk": topk.cpu()}, tmp)
-    tmp.replace(path)
+    atomic_write(path, partial(torch.save, {**meta, "topk": topk.cpu()}))
     return topk
