@@ -25,7 +25,7 @@ from rdlib.metrics import split_metric_name
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split, loo_from_fixed_split, loo_sampled, random_holdout, temporal
-from rdlib.results import ResultStore, RunRecord, atomic_write
+from rdlib.results import ResultStore, RunRecord, atomic_write, run_lock
 from rdlib.training import fit
 
 SYNTHETIC = "synthetic"
@@ -97,9 +97,21 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
         distill.validate(cfg)  # unknown method / option: fail before anything runs
     if store.has(cfg.run_id) and not recompute:
         return cfg.run_id
-    if kd:  # before the clock starts: the teacher's own training is not the student's time
+    # before the clock starts: the teacher's own training is not the student's time
+    teacher = distill.ensure_teacher(cfg, store, data_dir) if kd else None
+    with run_lock(store.root / "checkpoints" / f"{cfg.run_id}.lock"):
+        if store.has(cfg.run_id) and not recompute:  # finished by another process meanwhile
+            return cfg.run_id
+        _train_and_store(cfg, store, data_dir, recompute, teacher)
+    return cfg.run_id
+
+
+def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, recompute: bool,
+                     teacher: Recommender | None) -> None:
+    """Train ``cfg`` (resuming from its checkpoint), then store its record and best state."""
+    kd = teacher is not None
+    if kd:
         teacher_cfg = distill.teacher_config(cfg)
-        teacher = distill.ensure_teacher(cfg, store, data_dir)
     started = datetime.now(UTC)
     git = env.git_state()  # the code that runs is the code at the start, not at the end
     t0 = time.perf_counter()
@@ -163,4 +175,3 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
                      partial(torch.save, out.best_state))
     if ckpt.exists():
         ckpt.unlink()  # the run is complete: the resume checkpoint is no longer needed
-    return cfg.run_id

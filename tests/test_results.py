@@ -1,12 +1,16 @@
-"""The results store: atomic complete runs, filters, per-user values."""
+"""The results store: atomic complete runs, filters, per-user values, run locks."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rdlib.results import ROW_COLUMNS, ResultStore, RunRecord
+from rdlib.results import ROW_COLUMNS, ResultStore, RunRecord, run_lock
 
 
 def _record(run_id="r1", value=0.5):
@@ -86,3 +90,23 @@ def test_papermill_command_and_devices():
     assert cmd == 'papermill notebooks/x.ipynb book/x.ipynb -p profile full -p seeds "[0, 1]"'
     ms = [{"device_name": "cpu", "versions": {"torch": "2"}}] * 2
     assert devices_of(ms) == "cpu, torch 2" and devices_of([]) == "no stored run"
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    """The lock dies with its process: a run killed at a session's end (SIGKILL, no cleanup)
+    can be resumed at once by the next process."""
+    lock = tmp_path / "checkpoints" / "r.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         "from rdlib.results import run_lock\n"
+         f"with run_lock(Path({str(lock)!r})):\n print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match=f"pid {holder.pid} "), run_lock(lock):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with run_lock(lock):  # taken at once, no stale lock to clear
+        assert lock.read_text().startswith(f"pid {os.getpid()} on ")

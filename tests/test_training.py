@@ -10,7 +10,7 @@ import torch
 from rdlib.config import RunConfig
 from rdlib.experiments import load_split, make_evaluator, run_experiment
 from rdlib.models import BPRMF, build_model
-from rdlib.results import ResultStore
+from rdlib.results import ResultStore, run_lock
 from rdlib.training import fit, replay_best_epoch
 
 CFG = dict(dataset="synthetic", protocol="loo_sampled", dim=8, epochs=6, batch_size=256,
@@ -59,6 +59,32 @@ def test_finished_run_is_a_cache_hit(tmp_path, monkeypatch):
     run_experiment(cfg, store=store)
     import rdlib.experiments as ex
     monkeypatch.setattr(ex, "fit", lambda *a, **k: pytest.fail("a cached run was retrained"))
+    assert run_experiment(cfg, store=store) == cfg.run_id
+
+
+def test_a_run_being_trained_elsewhere_is_not_trained_twice(tmp_path, monkeypatch):
+    """A second process that starts a run another one holds fails at once, naming the run, and
+    trains nothing (two grids queued on the same cell raced on its checkpoint before)."""
+    store = ResultStore(tmp_path)
+    cfg = RunConfig(**{**CFG, "epochs": 1})
+    import rdlib.experiments as ex
+    monkeypatch.setattr(ex, "fit", lambda *a, **k: pytest.fail("a locked run was trained"))
+    with run_lock(store.root / "checkpoints" / f"{cfg.run_id}.lock"):
+        with pytest.raises(RuntimeError, match=f"{cfg.run_id} is already being trained by pid"):
+            run_experiment(cfg, store=store)
+    assert not store.has(cfg.run_id)
+
+
+def test_a_run_finished_while_waiting_for_its_lock_is_a_cache_hit(tmp_path, monkeypatch):
+    """The store is checked again under the lock: a run another process finished between the
+    first check and the lock is not retrained."""
+    store = ResultStore(tmp_path)
+    cfg = RunConfig(**{**CFG, "epochs": 1})
+    run_experiment(cfg, store=store)
+    import rdlib.experiments as ex
+    calls = iter([False, True])  # not stored at the first check, stored under the lock
+    monkeypatch.setattr(store, "has", lambda run_id: next(calls))
+    monkeypatch.setattr(ex, "fit", lambda *a, **k: pytest.fail("a finished run was retrained"))
     assert run_experiment(cfg, store=store) == cfg.run_id
 
 
