@@ -604,13 +604,17 @@ def claim4_self_distillation(rows: pd.DataFrame, settings: Sequence[str] = tuple
     return {"evidence": "; ".join(parts), "verdict": combine(held, bool(missing))}
 
 
-def claim5_ablations(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+def claim5_ablations(tables: dict[str, pd.DataFrame], tests: pd.DataFrame | None = None
+                     ) -> dict[str, str]:
     """Claim 5 (BPR): DE with Gumbel selection beats (a) attention, (b) one large and (c) one
     small expert, and relaxed RRD beats (d) full and (e) interesting-only ranking, in HR@5.
 
     ``tables``: :func:`table4` per setting. The paper's Table 4 is Foursquare; each part is
     checked on the BPR settings where the variant is stored, against the unmodified method on
-    the same seeds, and the evidence names them."""
+    the same seeds, and the evidence names them. Without ``tests`` a part holds when the
+    method's mean is above the variant's; with ``tests`` (:func:`ablation_tests`) "beats" is
+    read as claim 1 reads "A > B": the mean must be above and the per-user difference
+    significant."""
     parts, held, missing = [], [], []
     for setting, t in tables.items():
         if SETTINGS[setting][1] != "bpr":
@@ -623,8 +627,14 @@ def claim5_ablations(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
             if np.isnan(ours) or np.isnan(theirs):
                 missing.append(f"{setting} {variant}")
                 continue
-            held.append(ours > theirs)
-            parts.append(f"{setting}: {base} {ours:.4f} vs {variant} {theirs:.4f} (n={n})")
+            ok, note = ours > theirs, ""
+            test = pd.DataFrame() if tests is None else \
+                tests[(tests["setting"] == setting) & (tests["variant"] == variant)]
+            if len(test):
+                ok = ok and bool(test["significant"].iloc[0])
+                note = f", Holm p {test['p_holm'].iloc[0]:.2g}"
+            held.append(ok)
+            parts.append(f"{setting}: {base} {ours:.4f} vs {variant} {theirs:.4f} (n={n}{note})")
     if missing:
         parts.append(f"not run: {'; '.join(missing)}")
     return {"evidence": "; ".join(parts) or "not run: Table 4 variants",
@@ -649,17 +659,18 @@ def verdict_table(rows: pd.DataFrame, tests: pd.DataFrame | None, logs: pd.DataF
                   inference: pd.DataFrame | None = None,
                   ablations: dict[str, pd.DataFrame] | None = None,
                   between: pd.DataFrame | None = None,
-                  self_tests: pd.DataFrame | None = None) -> pd.DataFrame:
+                  self_tests: pd.DataFrame | None = None,
+                  variant_tests: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim of papers.md §2.10: claim, verdict, evidence. ``rows`` may hold every
-    φ (claim 4 reads φ = 1.0); ``ablations`` is :func:`table4` per setting (claim 5);
-    ``between`` is :func:`relation_tests` (claim 1); ``self_tests`` is
-    :func:`self_distillation_tests` (claim 4)."""
+    φ (claim 4 reads φ = 1.0); ``ablations`` is :func:`table4` per setting and
+    ``variant_tests`` :func:`ablation_tests` (claim 5); ``between`` is :func:`relation_tests`
+    (claim 1); ``self_tests`` is :func:`self_distillation_tests` (claim 4)."""
     results = {
         1: claim1_ordering(rows, tests, between),
         2: claim2_best_student(rows),
         3: claim3_neumf(rows),
         4: claim4_self_distillation(rows, tests=self_tests),
-        5: claim5_ablations(ablations or {}),
+        5: claim5_ablations(ablations or {}, variant_tests),
         6: claim6_inference(inference),
         7: claim7_logs(logs),
     }
@@ -865,6 +876,37 @@ def table4(store: ResultStore, cells: Sequence[Cell], setting: str,
                 else np.nan
         out.append(row)
     return pd.DataFrame(out).set_index("variant")
+
+
+def ablation_tests(store: ResultStore, cells: Sequence[Cell], settings: Sequence[str],
+                   metric: tuple[str, int] = ("hr", 5), alpha: float = 0.05) -> pd.DataFrame:
+    """Claim 5 tested per user: each stored Table 4 variant of a BPR setting against its
+    unmodified method (DE or RRD) on the seeds both have, as :func:`relation_tests` tests claim
+    1 (per-user means over the shared seeds, two-sided Wilcoxon, :func:`_seed_paired`'s
+    rounding), with Holm's correction over every variant and setting tested. Columns: setting,
+    variant, base, n_seeds, base mean, variant mean, diff (base − variant), p, p_holm,
+    significant."""
+    key = f"test/{metric[0]}@{metric[1]}"
+    out = []
+    for setting in settings:
+        if SETTINGS[setting][1] != "bpr":
+            continue
+        runs: dict[str, dict[int, str]] = {}
+        for variant, cell in ablation_cells(cells, setting):
+            if store.has(cell.cfg.run_id):
+                runs.setdefault(variant, {})[cell.cfg.seed] = cell.cfg.run_id
+        for variant, (base, _) in ABLATIONS.items():
+            if variant == base or not set(runs.get(variant, {})) & set(runs.get(base, {})):
+                continue
+            a, b = pd.Series(runs[variant]), pd.Series(runs[base])
+            per_user = {r: store.per_user(r) for r in (*a, *b)}
+            seeds, vv, vb, p = _seed_paired(per_user, a, b, key)
+            out.append({"setting": setting, "variant": variant, "base": base,
+                        "n_seeds": len(seeds), "base mean": vb.mean(), "variant mean": vv.mean(),
+                        "diff": vb.mean() - vv.mean(), "p": p})
+    return _with_holm(pd.DataFrame(out, columns=["setting", "variant", "base", "n_seeds",
+                                                 "base mean", "variant mean", "diff", "p"]),
+                      alpha)
 
 
 def table5(store: ResultStore, cells: Sequence[Cell], setting: str, split: str = "test",

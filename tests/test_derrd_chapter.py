@@ -554,6 +554,52 @@ def test_claim5_ablations_compare_each_variant_with_its_base():
     assert derrd.claim5_ablations({})["verdict"] == derrd.NOT_TESTED
 
 
+def test_ablation_tests_pair_each_variant_with_its_base_on_shared_seeds(tmp_path):
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR", "CiteULike/NeuMF"], ["DE", "RRD"],
+                               seeds=[0, 1])
+    store = ResultStore(tmp_path)
+    base = np.random.default_rng(3).integers(0, 2, size=N_USERS).astype(float)
+    worse = np.where(np.arange(N_USERS) % 4 == 0, 0.0, base)  # (d) loses a quarter of the users
+    for setting in ("CiteULike/BPR", "CiteULike/NeuMF"):
+        for variant, c in derrd.ablation_cells(cells, setting,
+                                               ["RRD", "(d) full ranking", "(a) attention"]):
+            if variant == "RRD":
+                _store_run(store, c, base)
+            elif variant == "(d) full ranking" and c.cfg.seed == 0:  # one seed of (d) only
+                _store_run(store, c, worse)
+    got = derrd.ablation_tests(store, cells, ["CiteULike/BPR", "CiteULike/NeuMF"])
+    # NeuMF is not part of claim 5; (a) and DE are not stored; (d) pairs RRD's seed 0 only
+    assert list(zip(got["setting"], got["variant"], strict=True)) == [
+        ("CiteULike/BPR", "(d) full ranking")]
+    r = got.iloc[0]
+    stored = {v: store.per_user(c.cfg.run_id)["test/hr@5"].astype(float)
+              for v, c in derrd.ablation_cells(cells, "CiteULike/BPR",
+                                               ["RRD", "(d) full ranking"]) if c.cfg.seed == 0}
+    rrd, full = stored["RRD"], stored["(d) full ranking"]
+    assert r["base"] == "RRD" and r["n_seeds"] == 1
+    assert r["diff"] == pytest.approx(rrd.mean() - full.mean()) and r["diff"] > 0
+    assert r["p"] == pytest.approx(sps.wilcoxon(rrd, full).pvalue, rel=1e-6)
+    assert r["significant"] and r["p_holm"] == pytest.approx(r["p"])
+
+
+@pytest.mark.parametrize("significant, verdict", [(True, derrd.REPRODUCED),
+                                                  (False, derrd.PARTLY)])
+def test_claim5_needs_a_significant_gain_when_tested(significant, verdict):
+    """Each part holds on the means; only (d)'s per-user test decides the claim."""
+    idx = list(derrd.ABLATIONS)
+    table = pd.DataFrame({"n": 1, "ours HR@5": 0.46, "base HR@5 (same seeds)": 0.47}, index=idx)
+    tests = pd.DataFrame({"setting": "CiteULike/BPR", "variant": [v for v in idx if "(" in v],
+                          "p_holm": 0.01, "significant": True})
+    tests.loc[tests["variant"] == "(d) full ranking", ["p_holm", "significant"]] = \
+        (0.01, True) if significant else (0.3, False)
+    got = derrd.claim5_ablations({"CiteULike/BPR": table}, tests)
+    p = 0.01 if significant else 0.3
+    assert f"RRD 0.4700 vs (d) full ranking 0.4600 (n=1, Holm p {p:.2g})" in got["evidence"]
+    assert got["verdict"] == verdict
+    untested = derrd.claim5_ablations({"CiteULike/BPR": table})  # the means alone: all hold
+    assert untested["verdict"] == derrd.REPRODUCED and "Holm" not in untested["evidence"]
+
+
 def test_claim3_names_what_is_missing():
     s = "CiteULike/NeuMF"
     got = derrd.claim3_neumf(_rows({(s, "Student"): [0.40], (s, "RRD"): [0.48]}))
