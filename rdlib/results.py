@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,10 +46,19 @@ class RunRecord:
 def atomic_write(path: Path, write) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it over ``path``: a
     process killed while writing (a run stopped at a session's end) leaves the previous file
-    whole instead of a truncated one; the rename is atomic on one file system."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    whole instead of a truncated one; the rename is atomic on one file system.
+
+    The temporary name is unique to the call (pid and a random suffix), so two processes that
+    write the same file at once (two runs caching one teacher's top list) never write into each
+    other's temporary file; the last rename wins and both leave a whole file. A ``write`` that
+    fails leaves no temporary file behind.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -110,3 +110,32 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
         holder.wait()
     with run_lock(lock):  # taken at once, no stale lock to clear
         assert lock.read_text().startswith(f"pid {os.getpid()} on ")
+
+
+def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path, monkeypatch):
+    """Two writers of one file must not share a temporary file (they would truncate each other's
+    half-written bytes); a failed write leaves the old file whole and no temporary behind."""
+    from rdlib import results
+
+    target = tmp_path / "topk.pt"
+    seen = []
+
+    def write(text):
+        def _w(p):
+            seen.append(p)
+            p.write_text(text)
+        return _w
+
+    results.atomic_write(target, write("a"))
+    results.atomic_write(target, write("b"))
+    assert seen[0] != seen[1] and all(p.parent == tmp_path for p in seen)
+    assert target.read_text() == "b"
+
+    def broken(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        results.atomic_write(target, broken)
+    assert target.read_text() == "b"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["topk.pt"]
