@@ -48,17 +48,21 @@ def atomic_write(path: Path, write) -> None:
     process killed while writing (a run stopped at a session's end) leaves the previous file
     whole instead of a truncated one; the rename is atomic on one file system.
 
-    The temporary name is unique to the call (pid and a random suffix), so two processes that
-    write the same file at once (two runs caching one teacher's top list) never write into each
-    other's temporary file; the last rename wins and both leave a whole file. A ``write`` that
-    fails leaves no temporary file behind.
+    The temporary file sits in a folder unique to the call (pid and a random suffix) and has
+    ``path``'s own name, so two processes that write the same file at once (two runs caching one
+    teacher's top list) never write into each other's temporary file, and writers that embed the
+    file name (``torch.save`` names its archive after it) give the same bytes as a direct write.
+    The last rename wins and both leave a whole file. A failed ``write`` leaves nothing behind.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp_dir = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp_dir.mkdir()
+    tmp = tmp_dir / path.name
     try:
         write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        tmp_dir.rmdir()
 
 
 @contextmanager

@@ -114,7 +114,9 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
 
 def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path, monkeypatch):
     """Two writers of one file must not share a temporary file (they would truncate each other's
-    half-written bytes); a failed write leaves the old file whole and no temporary behind."""
+    half-written bytes); the temporary keeps the file's name (torch.save embeds it, and
+    determinism tests compare checkpoint bytes); a failed write leaves the old file whole and no
+    temporary behind."""
     from rdlib import results
 
     target = tmp_path / "topk.pt"
@@ -128,7 +130,8 @@ def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path, monkeypatc
 
     results.atomic_write(target, write("a"))
     results.atomic_write(target, write("b"))
-    assert seen[0] != seen[1] and all(p.parent == tmp_path for p in seen)
+    assert seen[0].parent != seen[1].parent and all(p.name == "topk.pt" for p in seen)
+    assert all(p.parent.parent == tmp_path for p in seen)
     assert target.read_text() == "b"
 
     def broken(p):
