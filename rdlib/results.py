@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,14 +48,13 @@ def atomic_write(path: Path, write) -> None:
     process killed while writing (a run stopped at a session's end) leaves the previous file
     whole instead of a truncated one; the rename is atomic on one file system.
 
-    The temporary file sits in a folder unique to the call (pid and a random suffix) and has
+    The temporary file sits in a folder unique to the call (``tempfile.mkdtemp``) and has
     ``path``'s own name, so two processes that write the same file at once (two runs caching one
     teacher's top list) never write into each other's temporary file, and writers that embed the
     file name (``torch.save`` names its archive after it) give the same bytes as a direct write.
     The last rename wins and both leave a whole file. A failed ``write`` leaves nothing behind.
     """
-    tmp_dir = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp_dir.mkdir()
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp = tmp_dir / path.name
     try:
         write(tmp)

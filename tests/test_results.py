@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rdlib.results import ROW_COLUMNS, ResultStore, RunRecord, run_lock
+from rdlib.results import ROW_COLUMNS, ResultStore, RunRecord, atomic_write, run_lock
 
 
 def _record(run_id="r1", value=0.5):
@@ -112,13 +112,11 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
         assert lock.read_text().startswith(f"pid {os.getpid()} on ")
 
 
-def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path, monkeypatch):
+def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path):
     """Two writers of one file must not share a temporary file (they would truncate each other's
     half-written bytes); the temporary keeps the file's name (torch.save embeds it, and
     determinism tests compare checkpoint bytes); a failed write leaves the old file whole and no
     temporary behind."""
-    from rdlib import results
-
     target = tmp_path / "topk.pt"
     seen = []
 
@@ -128,8 +126,8 @@ def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path, monkeypatc
             p.write_text(text)
         return _w
 
-    results.atomic_write(target, write("a"))
-    results.atomic_write(target, write("b"))
+    atomic_write(target, write("a"))
+    atomic_write(target, write("b"))
     assert seen[0].parent != seen[1].parent and all(p.name == "topk.pt" for p in seen)
     assert all(p.parent.parent == tmp_path for p in seen)
     assert target.read_text() == "b"
@@ -139,6 +137,6 @@ def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path, monkeypatc
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        results.atomic_write(target, broken)
+        atomic_write(target, broken)
     assert target.read_text() == "b"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["topk.pt"]
