@@ -162,7 +162,8 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"]}
     try:
         cells = derrd.chapter_grid(args.profile, args.settings, methods[args.study],
-                                   seeds=args.seeds, phis=tuple(args.phis), device=args.device)
+                                   seeds=args.seeds, phis=tuple(args.phis),
+                                   lambdas=args.lambdas, device=args.device)
         if args.study == "table4":
             cells = [c for s in args.settings
                      for _, c in derrd.ablation_cells(cells, s, args.variants or
@@ -219,6 +220,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                         "grid")
     p.add_argument("--variants", nargs="+", metavar="VARIANT",
                    help=f"Table 4 rows (default: all): {'; '.join(derrd.ABLATIONS)}")
+    p.add_argument("--lambdas", choices=derrd.LAMBDA_SOURCES, default="paper",
+                   help="loss weights: 'paper' (NeuMF: λ_RRD = 1e-1, DE-RRD λ_DE = 1e-4, as "
+                        "the paper's Table 5 implies) or 'official' (the official code's "
+                        "λ_DE = 1e-2, λ_RRD = 1e-3); BPR is the same under both")
     p.add_argument("--profile", choices=("smoke", "full"), default="full",
                    help="'full' (the paper's settings) or 'smoke' (a few epochs)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the profile's)")

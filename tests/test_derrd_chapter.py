@@ -87,10 +87,39 @@ def test_grid_sizes_and_teacher_is_the_students_teacher():
 @pytest.mark.parametrize("kwargs, needle", [
     ({"settings": ["MovieLens/BPR"], "methods": ["DE"]}, "MovieLens/BPR"),
     ({"settings": ["CiteULike/BPR"], "methods": ["KD"]}, "KD"),
+    ({"settings": ["CiteULike/BPR"], "methods": ["RRD"], "lambdas": "tuned"}, "tuned"),
 ])
 def test_grid_rejects_unknown_names(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         derrd.chapter_grid("smoke", **kwargs)
+
+
+def test_lambda_sources_differ_for_neumf_only():
+    methods = ["Student", "DE", "RRD", "DE-RRD"]
+    grids = {src: {(c.setting, c.method): c for c in derrd.chapter_grid(
+        "full", ["CiteULike/BPR", "CiteULike/NeuMF"], methods, seeds=[0], lambdas=src)}
+        for src in derrd.LAMBDA_SOURCES}
+    paper, official = grids["paper"], grids["official"]
+    for key in paper:  # BPR, and NeuMF's Student and DE: one run under both sources
+        same = key[0] == "CiteULike/BPR" or key[1] in ("Student", "DE")
+        assert (paper[key].cfg.run_id == official[key].cfg.run_id) == same, key
+    assert paper["CiteULike/NeuMF", "RRD"].cfg.extra["lmbda_rrd"] == 0.1
+    de_rrd = paper["CiteULike/NeuMF", "DE-RRD"].cfg.extra
+    assert (de_rrd["lmbda_de"], de_rrd["lmbda_rrd"]) == (1e-4, 1e-1)
+    assert set(official["CiteULike/NeuMF", "DE-RRD"].cfg.extra) == {"teacher"}
+
+
+def test_with_options_spells_defaults_once():
+    paper = derrd.chapter_grid("full", ["CiteULike/NeuMF"], ["DE-RRD"], seeds=[0])[0]
+    official = derrd.chapter_grid("full", ["CiteULike/NeuMF"], ["DE-RRD"], seeds=[0],
+                                  lambdas="official")[0]
+    back = derrd.with_options(paper, lmbda_de=0.01, lmbda_rrd=0.001)
+    assert back.cfg.extra == official.cfg.extra and back.cfg.run_id == official.cfg.run_id
+    assert derrd.with_options(official, lmbda_rrd=0.1).cfg.extra["lmbda_rrd"] == 0.1
+    grid = {(l_de, l_rrd): c for l_de, l_rrd, c in derrd.lambda_cells([paper], "CiteULike/NeuMF")}
+    assert grid[1e-4, 1e-1].cfg.run_id == paper.cfg.run_id  # Table 2's cell in Table 5
+    assert grid[1e-2, 1e-3].cfg.run_id == official.cfg.run_id
+    assert len({c.cfg.run_id for c in grid.values()}) == 16
 
 
 def test_student_dim_rejects_other_phi():
