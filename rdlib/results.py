@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -73,6 +74,10 @@ def run_lock(path: Path) -> Iterator[None]:
     checkpoint. The lock is ``flock``'s: the OS drops it when its process dies, so a run killed
     at a session's end leaves no stale lock to clear by hand. Where ``fcntl`` is missing
     (Windows), runs are not locked.
+
+    Once the lock is held, the temporary folders of :func:`atomic_write` that a killed holder
+    left beside the run's files (``.<run>.*.tmp`` next to the lock) are removed: only the lock's
+    holder writes those files, so no live writer owns them.
     """
     try:
         import fcntl
@@ -92,6 +97,8 @@ def run_lock(path: Path) -> Iterator[None]:
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
         fh.flush()
+        for stale in path.parent.glob(f".{path.stem}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             yield
         finally:

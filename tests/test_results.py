@@ -112,6 +112,21 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
         assert lock.read_text().startswith(f"pid {os.getpid()} on ")
 
 
+def test_run_lock_removes_temporaries_a_killed_holder_left(tmp_path):
+    """A run killed while writing its checkpoint leaves ``atomic_write``'s temporary folder; the
+    next holder of the run's lock removes it, and leaves other runs' temporaries alone."""
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    stale = ckpt / ".r1.pt.abc123.tmp"
+    stale.mkdir()
+    (stale / "r1.pt").write_bytes(b"half")
+    other = ckpt / ".r10.pt.def456.tmp"  # another run's (r10 starts with r1)
+    other.mkdir()
+    with run_lock(ckpt / "r1.lock"):
+        assert not stale.exists()
+        assert other.exists()
+
+
 def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path):
     """Two writers of one file must not share a temporary file (they would truncate each other's
     half-written bytes); the temporary keeps the file's name (torch.save embeds it, and
