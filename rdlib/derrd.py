@@ -325,6 +325,47 @@ def paired_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
     return df if df.empty else _with_holm(df, alpha)
 
 
+def official_lambda(cell: Cell) -> Cell:
+    """``cell`` with the λ of :data:`PAPER_OPTIONS` put back to the official code's defaults
+    (the same cell where the paper's λ are the official ones, e.g. for BPR)."""
+    defaults = _DISTILL_OPTIONS[cell.cfg.method]
+    return with_options(cell, **{k: defaults[k] for k in cell.cfg.extra if k.startswith("lmbda")})
+
+
+def lambda_source_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
+                        metric: str = "hr", k: int = 5, alpha: float = 0.05) -> pd.DataFrame:
+    """The methods whose λ the paper sets apart from the official code's (:data:`PAPER_OPTIONS`)
+    under both λ, tested per user as :func:`paired_tests` does (seeds both runs share, per-user
+    means, two-sided Wilcoxon, Holm over this table): paper λ against the student, official λ
+    against the student, and paper λ against official λ. ``cells`` hold the paper's λ (the
+    default of :func:`chapter_grid`). Columns: method, λ (paper), comparison, n_seeds, A mean,
+    B mean, diff (B − A), p, p_holm, significant; empty where nothing is stored."""
+    key, out = f"test/{metric}@{k}", []
+    mine = [c for c in cells if c.setting == setting and c.phi == 0.1]
+    student = pd.Series({c.cfg.seed: c.cfg.run_id for c in mine if c.method == "Student"
+                         and store.has(c.cfg.run_id)}, dtype=object)
+    for label, options in PAPER_OPTIONS.get(SETTINGS[setting][1], {}).items():
+        base = [c for c in mine if c.method == label]
+        runs = {src: pd.Series({c.cfg.seed: r.cfg.run_id for c in base
+                                for r in [c if src == "paper" else official_lambda(c)]
+                                if store.has(r.cfg.run_id)}, dtype=object)
+                for src in LAMBDA_SOURCES}
+        per_user = {r: store.per_user(r) for s in (student, *runs.values()) for r in s}
+        for name_a, a, name_b, b in (("Student", student, "paper λ", runs["paper"]),
+                                     ("Student", student, "official λ", runs["official"]),
+                                     ("official λ", runs["official"], "paper λ", runs["paper"])):
+            if not set(a.index) & set(b.index):
+                continue
+            seeds, va, vb, p = _seed_paired(per_user, a, b, key)
+            out.append({"method": label,
+                        "λ (paper)": ", ".join(f"{o} = {v:g}" for o, v in options.items()),
+                        "comparison": f"{name_b} − {name_a}", "n_seeds": len(seeds),
+                        "A mean": va.mean(), "B mean": vb.mean(), "diff": vb.mean() - va.mean(),
+                        "p": p})
+    columns = ["method", "λ (paper)", "comparison", "n_seeds", "A mean", "B mean", "diff", "p"]
+    return _with_holm(pd.DataFrame(out, columns=columns), alpha)
+
+
 # ---------------------------------------------------------------- claims (papers.md §2.10)
 def test_values(rows: pd.DataFrame, setting: str, label: str, metric: str = "hr", k: int = 5,
                 phi: float = 0.1) -> np.ndarray:

@@ -693,3 +693,30 @@ def test_neumf_loss_choice_marks_the_grid_teacher(tmp_path):
     assert bool(got.loc["bce", "in the grid"]) and not bool(got.loc["bpr", "in the grid"])
     assert got.loc["bce", "test HR@5"] == pytest.approx(0.4 * 1.05)
     assert got.loc["bce", "epochs"] == 70
+
+
+def test_lambda_source_tests_pair_paper_and_official_lambda(tmp_path):
+    store = ResultStore(tmp_path)
+    setting = "CiteULike/NeuMF"
+    cells = derrd.chapter_grid("full", [setting], ["Student", "RRD", "DE-RRD"], seeds=[0, 1])
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, N_USERS)
+    for c in cells:
+        if c.method == "Student":
+            _store_run(store, c, base)
+        elif c.method == "RRD":  # paper λ: +0.1 per user; official λ: the student's values
+            _store_run(store, c, base + 0.1)
+            if c.cfg.seed == 0:
+                _store_run(store, derrd.official_lambda(c), base)
+    got = derrd.lambda_source_tests(store, cells, setting).set_index("comparison")
+    assert set(got["method"]) == {"RRD"}  # no DE-RRD run stored
+    assert (got["λ (paper)"] == "lmbda_rrd = 0.1").all()
+    assert got.loc["paper λ − Student", "n_seeds"] == 2
+    assert got.loc["paper λ − Student", "diff"] == pytest.approx(0.105, rel=1e-4)
+    assert got.loc["paper λ − Student", "significant"]
+    assert got.loc["official λ − Student", "p"] == 1.0  # identical per user
+    assert got.loc["paper λ − official λ", "n_seeds"] == 1
+    assert got.loc["paper λ − official λ", "diff"] > 0
+    assert derrd.lambda_source_tests(store, cells, "CiteULike/BPR").empty
+    rrd = next(c for c in cells if c.method == "RRD")
+    assert derrd.official_lambda(rrd).cfg.extra == {"teacher": rrd.cfg.extra["teacher"]}
