@@ -159,7 +159,8 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     from rdlib.experiments import run_experiment
     from rdlib.results import ResultStore
 
-    methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"]}
+    methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"],
+               "sweeps": ["CD", "RRD"]}
     try:
         cells = derrd.chapter_grid(args.profile, args.settings, methods[args.study],
                                    seeds=args.seeds, phis=tuple(args.phis),
@@ -170,6 +171,8 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
                                                       tuple(derrd.ABLATIONS))]
         elif args.study == "table5":
             cells = [c for s in args.settings for _, _, c in derrd.lambda_cells(cells, s)]
+        elif args.study == "sweeps":
+            cells = derrd.sweep_cells(cells)
     except ValueError as e:
         raise _UsageError(str(e)) from e
     store = ResultStore(args.results_dir)
@@ -214,10 +217,11 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                    help="training seeds (default: the profile's; the teacher is always seed 0)")
     p.add_argument("--phis", nargs="+", type=float, default=[0.1], metavar="PHI",
                    help=f"student sizes phi, of {derrd.PHIS} (default: 0.1)")
-    p.add_argument("--study", choices=("table2", "table4", "table5"), default="table2",
+    p.add_argument("--study", choices=("table2", "table4", "table5", "sweeps"),
+                   default="table2",
                    help="table2: --methods × settings × --phis (also Fig. 4); table4: the DE "
                         "and RRD design variants (--variants); table5: DE-RRD's λ_DE × λ_RRD "
-                        "grid")
+                        "grid; sweeps: the chapter's one-option sweeps (derrd.SWEEPS)")
     p.add_argument("--variants", nargs="+", metavar="VARIANT",
                    help=f"Table 4 rows (default: all): {'; '.join(derrd.ABLATIONS)}")
     p.add_argument("--lambdas", choices=derrd.LAMBDA_SOURCES, default="paper",

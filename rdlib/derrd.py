@@ -773,6 +773,47 @@ def option_sweep(store: ResultStore, base: Cell, option: str, values: Sequence,
     return df
 
 
+#: the chapter's one-option sweeps around a Table 2 cell at φ = 0.1: name → (setting, Table 2
+#: label, seeds, option, values besides the cell's own); the chapter shows them with
+#: :func:`option_sweep`, and :func:`sweep_cells` lists their runs (study ``"sweeps"``).
+SWEEPS: dict[str, tuple[str, str, tuple[int, ...], str, tuple]] = {
+    "CD T": ("CiteULike/BPR", "CD", (0,), "T", (0.1, 0.02)),
+    "CD λ": ("CiteULike/BPR", "CD", (0,), "lmbda_cd", (0.001, 0.1, 1.0)),
+    "RRD sampling": ("CiteULike/BPR", "RRD", (0, 1), "sampling", ("top",)),
+    "NeuMF RRD λ": ("CiteULike/NeuMF", "RRD", (0,), "lmbda_rrd", (1e-4, 1e-3, 1e-2)),
+}
+
+
+def sweep_bases(cells: Sequence[Cell], name: str) -> list[Cell]:
+    """The Table 2 cells (φ = 0.1) of ``cells`` that sweep ``name`` of :data:`SWEEPS` varies."""
+    if name not in SWEEPS:
+        raise ValueError(f"unknown sweep {name!r}; choose from {list(SWEEPS)}")
+    setting, label, seeds, _, _ = SWEEPS[name]
+    return [c for c in cells if c.setting == setting and c.method == label and c.phi == 0.1
+            and c.cfg.seed in seeds]
+
+
+def sweep_cells(cells: Sequence[Cell], names: Sequence[str] = tuple(SWEEPS)) -> list[Cell]:
+    """Every run of the sweeps ``names`` whose base cell is in ``cells`` (bases excluded)."""
+    out = []
+    for name in names:
+        option, values = SWEEPS[name][3:]
+        out += [with_options(b, **{option: v}) for b in sweep_bases(cells, name) for v in values]
+    return out
+
+
+def sweep_table(store: ResultStore, cells: Sequence[Cell], name: str) -> pd.DataFrame | str:
+    """:func:`option_sweep` of sweep ``name`` for each of its base cells (column ``seed``), or a
+    line saying that its setting or method is not in this grid."""
+    bases = sweep_bases(cells, name)
+    if not bases:
+        setting, label = SWEEPS[name][:2]
+        return f"{setting} {label} not in this grid"
+    option, values = SWEEPS[name][3:]
+    return pd.concat([option_sweep(store, b, option, [None, *values]).assign(seed=b.cfg.seed)
+                      for b in bases], ignore_index=True).drop(columns="run_id")
+
+
 def selection_frame(store: ResultStore, cells: Sequence[Cell], setting: str,
                     columns: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 10), ("hr", 20))
                     ) -> pd.DataFrame:

@@ -720,3 +720,27 @@ def test_lambda_source_tests_pair_paper_and_official_lambda(tmp_path):
     assert derrd.lambda_source_tests(store, cells, "CiteULike/BPR").empty
     rrd = next(c for c in cells if c.method == "RRD")
     assert derrd.official_lambda(rrd).cfg.extra == {"teacher": rrd.cfg.extra["teacher"]}
+
+
+def test_sweep_cells_vary_one_option_of_their_base_cells(tmp_path):
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR", "CiteULike/NeuMF"], ["CD", "RRD"],
+                               seeds=[0, 1, 2])
+    runs = derrd.sweep_cells(cells)
+    # CD T: 2 values × seed 0; CD λ: 3 × seed 0; RRD sampling: 1 × seeds 0, 1; NeuMF RRD λ: 3
+    assert len(runs) == 2 + 3 + 2 + 3 and len({c.cfg.run_id for c in runs}) == len(runs)
+    neumf = [c for c in runs if c.setting == "CiteULike/NeuMF"]
+    assert sorted(c.cfg.extra["lmbda_rrd"] for c in neumf if "lmbda_rrd" in c.cfg.extra) == [
+        1e-4, 1e-2]  # 1e-3 is the official default: left unspelt, the official-λ run
+    official = derrd.official_lambda(next(c for c in cells if c.setting == "CiteULike/NeuMF"
+                                          and c.method == "RRD" and c.cfg.seed == 0))
+    assert official.cfg.run_id in {c.cfg.run_id for c in neumf}
+    assert derrd.sweep_cells(cells, ["RRD sampling"])[0].cfg.extra["sampling"] == "top"
+    with pytest.raises(ValueError, match="unknown sweep 'CD K'"):
+        derrd.sweep_bases(cells, "CD K")
+    store = ResultStore(tmp_path)
+    _store_run(store, runs[0], np.full(N_USERS, 0.4))  # CD T = 0.1, seed 0
+    table = derrd.sweep_table(store, cells, "CD T")
+    assert list(table["T"]) == ["default", 0.1, 0.02] and list(table["seed"]) == [0, 0, 0]
+    assert table["test"].isna().tolist() == [True, False, True]
+    assert derrd.sweep_table(store, cells[:1], "NeuMF RRD λ") == ("CiteULike/NeuMF RRD not in "
+                                                                  "this grid")
