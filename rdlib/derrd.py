@@ -569,19 +569,31 @@ def claim2_best_student(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETT
     return {"evidence": "; ".join(parts), "verdict": verdict}
 
 
-def claim3_neumf(rows: pd.DataFrame) -> dict[str, str]:
+def claim3_neumf(rows: pd.DataFrame, lambda_tests: pd.DataFrame | None = None
+                 ) -> dict[str, str]:
     """Claim 3: for NeuMF on CiteULike, RRD's HR@5 gain over the student (paper +22.5%) is far
-    larger than DE's (+5.5%)."""
+    larger than DE's (+5.5%). The verdict reads the Table 2 cells (the paper's λ); where
+    ``lambda_tests`` (:func:`lambda_source_tests` of CiteULike/NeuMF) holds RRD with the official
+    λ against the student, the evidence adds that gain."""
     s, d, r = (test_values(rows, "CiteULike/NeuMF", m) for m in ("Student", "DE", "RRD"))
+    official = ""
+    if lambda_tests is not None and not lambda_tests.empty:
+        t = lambda_tests[(lambda_tests["method"] == "RRD")
+                         & (lambda_tests["comparison"] == "official λ − Student")]
+        if len(t):
+            t = t.iloc[0]
+            official = (f"; RRD with the official λ_RRD = 1e-3: {t['diff'] / t['A mean']:+.1%} "
+                        f"(n={t['n_seeds']}, Holm p {t['p_holm']:.2g})")
     if not (s.size and d.size and r.size):
         ran = (f"RRD {r.mean() / s.mean() - 1:+.1%} HR@5 over the student (n={r.size}); "
                if s.size and r.size else "")
         return {"evidence": f"{ran}not run: CiteULike/NeuMF "
-                            f"{', '.join(m for m, v in (('Student', s), ('DE', d), ('RRD', r)) if not v.size)}",
+                            f"{', '.join(m for m, v in (('Student', s), ('DE', d), ('RRD', r)) if not v.size)}"
+                            f"{official}",
                 "verdict": NOT_TESTED}
     g_de, g_rrd = d.mean() / s.mean() - 1, r.mean() / s.mean() - 1
     ok = g_rrd > 2 * max(g_de, 0) and g_rrd > 0
-    return {"evidence": f"HR@5 gain over the student: RRD {g_rrd:+.1%}, DE {g_de:+.1%}",
+    return {"evidence": f"HR@5 gain over the student: RRD {g_rrd:+.1%}, DE {g_de:+.1%}{official}",
             "verdict": REPRODUCED if ok else NOT_REPRODUCED}
 
 
@@ -719,15 +731,17 @@ def verdict_table(rows: pd.DataFrame, tests: pd.DataFrame | None, logs: pd.DataF
                   ablations: dict[str, pd.DataFrame] | None = None,
                   between: pd.DataFrame | None = None,
                   self_tests: pd.DataFrame | None = None,
-                  variant_tests: pd.DataFrame | None = None) -> pd.DataFrame:
+                  variant_tests: pd.DataFrame | None = None,
+                  lambda_tests: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim of papers.md §2.10: claim, verdict, evidence. ``rows`` may hold every
     φ (claim 4 reads φ = 1.0); ``ablations`` is :func:`table4` per setting and
     ``variant_tests`` :func:`ablation_tests` (claim 5); ``between`` is :func:`relation_tests`
-    (claim 1); ``self_tests`` is :func:`self_distillation_tests` (claim 4)."""
+    (claim 1); ``self_tests`` is :func:`self_distillation_tests` (claim 4); ``lambda_tests`` is
+    :func:`lambda_source_tests` of CiteULike/NeuMF (claim 3)."""
     results = {
         1: claim1_ordering(rows, tests, between),
         2: claim2_best_student(rows),
-        3: claim3_neumf(rows),
+        3: claim3_neumf(rows, lambda_tests),
         4: claim4_self_distillation(rows, tests=self_tests),
         5: claim5_ablations(ablations or {}, variant_tests),
         6: claim6_inference(inference),

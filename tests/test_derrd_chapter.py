@@ -634,6 +634,15 @@ def test_claim3_names_what_is_missing():
     got = derrd.claim3_neumf(_rows({(s, "Student"): [0.40], (s, "RRD"): [0.48]}))
     assert got["verdict"] == derrd.NOT_TESTED
     assert got["evidence"].startswith("RRD +20.0% HR@5") and got["evidence"].endswith("DE")
+    lam = pd.DataFrame([{"method": "RRD", "comparison": "official λ − Student", "n_seeds": 3,
+                         "A mean": 0.40, "B mean": 0.42, "diff": 0.02, "p_holm": 0.004},
+                        {"method": "RRD", "comparison": "paper λ − Student", "n_seeds": 3,
+                         "A mean": 0.40, "B mean": 0.30, "diff": -0.10, "p_holm": 1e-9}])
+    got = derrd.claim3_neumf(_rows({(s, "Student"): [0.40], (s, "RRD"): [0.30],
+                                    (s, "DE"): [0.41]}), lam)
+    assert got["verdict"] == derrd.NOT_REPRODUCED  # the Table 2 cell (paper λ) decides
+    assert got["evidence"] == ("HR@5 gain over the student: RRD -25.0%, DE +2.5%; RRD with the "
+                               "official λ_RRD = 1e-3: +5.0% (n=3, Holm p 0.004)")
 
 
 def test_size_frame_means_per_phi():
