@@ -582,7 +582,8 @@ def claim3_neumf(rows: pd.DataFrame, lambda_tests: pd.DataFrame | None = None
                          & (lambda_tests["comparison"] == "official λ − Student")]
         if len(t):
             t = t.iloc[0]
-            official = (f"; RRD with the official λ_RRD = 1e-3: {t['diff'] / t['A mean']:+.1%} "
+            official = (f"; RRD with the official λ_RRD = {_DISTILL_OPTIONS['rrd']['lmbda_rrd']:g}: "
+                        f"{t['diff'] / t['A mean']:+.1%} "
                         f"(n={t['n_seeds']}, Holm p {t['p_holm']:.2g})")
     if not (s.size and d.size and r.size):
         ran = (f"RRD {r.mean() / s.mean() - 1:+.1%} HR@5 over the student (n={r.size}); "

@@ -642,7 +642,7 @@ def test_claim3_names_what_is_missing():
                                     (s, "DE"): [0.41]}), lam)
     assert got["verdict"] == derrd.NOT_REPRODUCED  # the Table 2 cell (paper λ) decides
     assert got["evidence"] == ("HR@5 gain over the student: RRD -25.0%, DE +2.5%; RRD with the "
-                               "official λ_RRD = 1e-3: +5.0% (n=3, Holm p 0.004)")
+                               "official λ_RRD = 0.001: +5.0% (n=3, Holm p 0.004)")
 
 
 def test_size_frame_means_per_phi():
