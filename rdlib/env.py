@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -13,8 +14,17 @@ from rdlib.paths import repo_root
 
 
 def git_state() -> dict[str, str | bool]:
-    """Commit hash and whether the work tree had uncommitted changes (``dirty``)."""
+    """Commit hash and whether the work tree had uncommitted changes (``dirty``).
+
+    A copy of the tree without ``.git`` (a GPU machine that receives the working tree) reads
+    the commit from ``$RDLIB_GIT_COMMIT``, set by whoever sent the tree from a clean
+    checkout; ``$RDLIB_GIT_DIRTY=1`` says it was not clean. Without either, the commit is
+    ``"unknown"`` and the tree counts as dirty.
+    """
     root = repo_root()
+    if not (root / ".git").exists() and os.environ.get("RDLIB_GIT_COMMIT"):
+        return {"commit": os.environ["RDLIB_GIT_COMMIT"],
+                "dirty": os.environ.get("RDLIB_GIT_DIRTY", "0") != "0"}
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
