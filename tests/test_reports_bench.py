@@ -57,8 +57,11 @@ def test_kd_timing_table_summarises_and_compares(tmp_path, official):
     assert ours.loc[("de", "0", cpu), "speed-up vs official CPU"] == "2.0–3.0×"
     assert ours.loc[("de", "300", cpu), "speed-up vs official CPU"] == "6.0–9.0×"
     assert ours.loc[("none", "0", cpu), "speed-up vs official CPU"] == "1.6–2.8×"
-    # GPU rows, methods without an official number and the top-list build get no speed-up
+    # GPU rows get their speed-up against the authors' GPU log (11.1 / 1.0), CPU rows none
     assert ours.loc[("de", "0", "NVIDIA H100"), "speed-up vs official CPU"] == ""
+    assert ours.loc[("de", "0", "NVIDIA H100"), "speed-up vs official GPU log"] == "11.1×"
+    assert ours.loc[("de", "0", cpu), "speed-up vs official GPU log"] == ""
+    # methods without an official number and the top-list build get no speed-up
     assert ours.loc[("de-rrd", "0", cpu), "speed-up vs official CPU"] == ""
     assert ours.loc[("teacher_topk", "", cpu), "seconds"] == "1.500 (median of 3)"
     off = t[t["code"] == "official DE-RRD"]
