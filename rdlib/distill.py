@@ -116,13 +116,26 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
 
     A stored teacher run whose ``.best.pt`` is missing (a fresh clone: checkpoints are not
     committed) is retrained with ``recompute=True``; a stored run with its checkpoint is reused
-    as is, whatever the student's ``recompute``.
+    as is, whatever the student's ``recompute``. Retraining replaces the stored teacher run, so
+    it is refused when that run was made on another kind of device: a CPU run repeats a CPU
+    run's numbers exactly, not a GPU run's, and the students already distilled from the stored
+    teacher would no longer match it.
     """
     from rdlib.experiments import load_split, run_experiment  # experiments imports this module
 
     tcfg = teacher_config(cfg)
     ckpt = teacher_checkpoint_path(store, tcfg)
     missing = store.has(tcfg.run_id) and not ckpt.is_file()
+    if missing:
+        made = store.manifest(tcfg.run_id)
+        made_on = torch.device(str(made.get("device", "cpu"))).type
+        if made_on != torch.device(cfg.device).type:
+            raise RuntimeError(
+                f"teacher {tcfg.run_id} was trained on {made_on} "
+                f"({made.get('device_name', '?')}) and its weights are not at {ckpt}; "
+                f"retraining it on {cfg.device} would not repeat it and would replace the "
+                f"stored run that other students were distilled from. Put its checkpoint "
+                f"there, or run this student on {made_on}.")
     run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing)
     if not ckpt.is_file():
         raise RuntimeError(f"teacher {tcfg.run_id} finished without a checkpoint at {ckpt}")

@@ -1,6 +1,8 @@
 """KD students through run_experiment on the synthetic log: every method end to end, the teacher
 trained once and reused, retrained when its checkpoint is missing, clear errors, distinct ids."""
 
+import json
+
 import pytest
 
 import rdlib.experiments as ex
@@ -94,6 +96,22 @@ def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
     run_experiment(b, store=store)
     assert calls == [tcfg.run_id, b.run_id]
     assert ckpt.read_bytes() == before  # same config and seed on CPU: the same weights
+
+
+def test_teacher_made_on_another_device_is_not_retrained(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    a, b = student("de"), student("de", lmbda_de=0.1)
+    tcfg = distill.teacher_config(a)
+    run_experiment(a, store=store)
+    path = tmp_path / "runs" / tcfg.run_id / "manifest.json"
+    made = json.loads(path.read_text())
+    path.write_text(json.dumps({**made, "device": "cuda", "device_name": "NVIDIA H100"}))
+    distill.teacher_checkpoint_path(store, tcfg).unlink()  # its weights stayed on the GPU
+    calls = count_fits(monkeypatch)
+    with pytest.raises(RuntimeError, match=r"trained on cuda \(NVIDIA H100\).*"
+                                           r"run this student on cuda"):
+        run_experiment(b, store=store)
+    assert calls == [] and json.loads(path.read_text())["device"] == "cuda"  # nothing replaced
 
 
 def test_unknown_method_is_named(tmp_path):
