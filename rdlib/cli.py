@@ -156,6 +156,7 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     import torch
 
     from rdlib import derrd
+    from rdlib.distill import TeacherUnavailable
     from rdlib.experiments import run_experiment
     from rdlib.results import ResultStore
 
@@ -187,10 +188,18 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.threads:
         torch.set_num_threads(args.threads)
+    skipped = 0
     for i, c in enumerate(missing, 1):
         print(f"[{i}/{len(missing)}] {c.setting} {c.method} phi={c.phi} seed={c.cfg.seed}",
               flush=True)
-        run_experiment(c.cfg, store=store, data_dir=args.data_dir)
+        try:
+            run_experiment(c.cfg, store=store, data_dir=args.data_dir)
+        except TeacherUnavailable as e:
+            skipped += 1
+            print(f"skipped: {e}", file=sys.stderr, flush=True)
+    if skipped:
+        print(f"{skipped} cells skipped: their teacher is unavailable here", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 

@@ -104,6 +104,11 @@ def teacher_config(cfg: RunConfig) -> RunConfig:
                                 "extra": {}, **spec})
 
 
+class TeacherUnavailable(RuntimeError):
+    """A student's teacher can be neither loaded nor retrained here (see
+    :func:`ensure_teacher`); grids skip such a cell and name it."""
+
+
 def teacher_checkpoint_path(store: ResultStore, tcfg: RunConfig) -> Path:
     """Where :func:`~rdlib.experiments.run_experiment` saves the teacher's best weights."""
     return store.root / "checkpoints" / f"{tcfg.run_id}.best.pt"
@@ -130,7 +135,7 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
         made = store.manifest(tcfg.run_id)
         made_on = torch.device(str(made.get("device", "cpu"))).type
         if made_on != torch.device(cfg.device).type:
-            raise RuntimeError(
+            raise TeacherUnavailable(
                 f"teacher {tcfg.run_id} was trained on {made_on} "
                 f"({made.get('device_name', '?')}) and its weights are not at {ckpt}; "
                 f"retraining it on {cfg.device} would not repeat it and would replace the "

@@ -130,6 +130,25 @@ def test_run_derrd_dry_run_lists_stored_and_missing_cells(tmp_path, capsys):
     assert {cells[1].cfg.run_id, cells[2].cfg.run_id} == {line.split()[-1] for line in out[1:3]}
 
 
+def test_run_derrd_skips_a_cell_whose_teacher_is_unavailable(tmp_path, capsys, monkeypatch):
+    import rdlib.experiments as ex
+    from rdlib.distill import TeacherUnavailable
+
+    ran = []
+
+    def fake(cfg, **kwargs):
+        if cfg.method != "none":
+            raise TeacherUnavailable(f"teacher of {cfg.method} was trained on cuda")
+        ran.append(cfg.method)
+    monkeypatch.setattr(ex, "run_experiment", fake)
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "RRD", "Student",
+                 "--seeds", "0", "--profile", "smoke", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and ran == ["none"]  # the other cell still ran
+    assert "skipped: teacher of rrd was trained on cuda" in err
+    assert "1 cells skipped" in err
+
+
 @pytest.mark.parametrize("argv,named", [
     (["--methods", "DEX"], "DEX"),
     (["--settings", "Yelp/BPR"], "Yelp/BPR"),
