@@ -207,6 +207,36 @@ def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METH
     return table[[c for c in cols if c in table.columns]].fillna("–")
 
 
+def device_mix(store: ResultStore, rows: pd.DataFrame, metric: str = "hr", k: int = 5
+               ) -> pd.DataFrame:
+    """The cells whose seeds ran on two kinds of device (``device`` of the manifests: ``cpu``,
+    ``cuda``), with each kind's seeds and mean test ``metric@k``, the difference (second kind −
+    first) and Welch's t-test between the two kinds' per-seed values (NaN with fewer than two
+    seeds on a side). A cell's mean pools its seeds whatever made them; this says whether the
+    kinds disagree by more than the seeds do. ``rows`` is :func:`stored_rows`. Columns: setting,
+    method, phi, A, A seeds, A mean, B, B seeds, B mean, diff, p (Welch); empty where no cell
+    mixes."""
+    columns = ["setting", "method", "phi", "A", "A seeds", "A mean", "B", "B seeds", "B mean",
+               "diff", "p (Welch)"]
+    r = rows[(rows["split"] == "test") & (rows["metric"] == metric) & (rows["k"] == k)]
+    kind = {rid: str(store.manifest(rid).get("device", "cpu")).split(":")[0]
+            for rid in r["run_id"].unique()}
+    r = r.assign(kind=r["run_id"].map(kind))
+    out = []
+    for (setting, method, phi), g in r.groupby(["setting", "method", "phi"], sort=False):
+        kinds = sorted(g["kind"].unique())
+        if len(kinds) != 2:
+            continue
+        a, b = (g[g["kind"] == x].sort_values("seed") for x in kinds)
+        p = (sps.ttest_ind(b["value"], a["value"], equal_var=False).pvalue
+             if min(len(a), len(b)) >= 2 else np.nan)
+        out.append({"setting": setting, "method": method, "phi": phi,
+                    "A": kinds[0], "A seeds": list(a["seed"]), "A mean": a["value"].mean(),
+                    "B": kinds[1], "B seeds": list(b["seed"]), "B mean": b["value"].mean(),
+                    "diff": b["value"].mean() - a["value"].mean(), "p (Welch)": p})
+    return pd.DataFrame(out, columns=columns)
+
+
 def gap_closed(rows: pd.DataFrame, settings: Sequence[str] = tuple(SETTINGS),
                metric: str = "hr", k: int = 5) -> pd.DataFrame:
     """How much of the teacher–student gap each KD method closes, ours beside the paper's.

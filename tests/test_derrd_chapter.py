@@ -753,3 +753,37 @@ def test_sweep_cells_vary_one_option_of_their_base_cells(tmp_path):
     assert table["test"].isna().tolist() == [True, False, True]
     assert derrd.sweep_table(store, cells[:1], "NeuMF RRD λ") == ("CiteULike/NeuMF RRD not in "
                                                                   "this grid")
+
+
+def test_device_mix_compares_the_seeds_of_two_kinds_of_device(tmp_path):
+    from scipy import stats
+
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Teacher", "Student"],
+                               seeds=[0, 1, 2, 3, 4])
+    hr5 = {0: 0.50, 1: 0.51, 2: 0.49, 3: 0.60, 4: 0.62}
+    for c in cells:
+        kind = "cuda" if c.method == "Student" and c.cfg.seed >= 3 else "cpu"
+        value = hr5[c.cfg.seed] if c.method == "Student" else 0.7
+        rows = pd.DataFrame([{"run_id": c.cfg.run_id, "split": "test", "metric": "hr", "k": 5,
+                              "value": value, "epoch": 3, "paper": "DE-RRD", "dataset": "d",
+                              "protocol": "p", "model": "bpr", "role": c.cfg.role,
+                              "method": c.cfg.method, "dim": c.cfg.dim, "seed": c.cfg.seed}])
+        store.save(RunRecord(c.cfg.run_id, {"config": c.cfg.to_dict(), "device": kind}, rows,
+                             pd.DataFrame(), {}))
+    got = derrd.device_mix(store, derrd.stored_rows(store, cells))
+    assert len(got) == 1  # the teacher ran on one kind only
+    row = got.iloc[0]
+    assert (row["method"], row["A"], row["B"]) == ("Student", "cpu", "cuda")
+    assert row["A seeds"] == [0, 1, 2] and row["B seeds"] == [3, 4]
+    assert row["A mean"] == pytest.approx(0.50) and row["B mean"] == pytest.approx(0.61)
+    assert row["diff"] == pytest.approx(0.11)
+    # Welch by hand: variances 1e-4 and 2e-4, se² = 1e-4/3 + 2e-4/2, Welch–Satterthwaite df
+    se2 = 1e-4 / 3 + 2e-4 / 2
+    df = se2 ** 2 / ((1e-4 / 3) ** 2 / 2 + (2e-4 / 2) ** 2 / 1)
+    assert row["p (Welch)"] == pytest.approx(2 * stats.t.sf(0.11 / se2 ** 0.5, df), rel=1e-6)
+
+
+def test_device_mix_is_empty_when_every_cell_ran_on_one_kind(filled):
+    store, cells = filled
+    assert derrd.device_mix(store, derrd.stored_rows(store, cells)).empty
