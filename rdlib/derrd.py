@@ -1109,6 +1109,39 @@ def curve_frame(store: ResultStore, runs: dict[str, Cell], split: str = "valid",
         columns=["label", "epoch", "value"])
 
 
+def kd_loss_share(store: ResultStore, cells: Sequence[Cell], epoch: int = 1) -> pd.DataFrame:
+    """How much of a KD student's training loss is the distillation term, estimated from the
+    stored curves: the summed loss of ``epoch`` (base loss + λ·KD term, ``training.fit``) of
+    each KD run against that of the plain student with the same setting, φ and seed. Both start
+    from the same initial weights and batches, so in the first epoch their base losses are close
+    and ``KD share ≈ (KD run's loss − student's loss) / KD run's loss``: an estimate, not a
+    separate record of the two terms. Columns: setting, method, options (its non-default
+    options), seed, student loss, KD loss, KD share; one row per stored KD run of ``cells``
+    whose student is stored."""
+    columns = ["setting", "method", "options", "seed", "student loss", "KD loss", "KD share"]
+
+    def loss(cell: Cell) -> float:
+        c = store.curve(cell.cfg.run_id)
+        return float(c.loc[c["epoch"] == epoch, "loss"].iloc[0])
+
+    students = {(c.setting, c.phi, c.cfg.seed): c for c in cells
+                if c.method == "Student" and store.has(c.cfg.run_id)}
+    out, seen = [], set()
+    for c in cells:
+        base = students.get((c.setting, c.phi, c.cfg.seed))
+        if c.method in ("Teacher", "Student") or base is None or c.cfg.run_id in seen \
+                or not store.has(c.cfg.run_id):
+            continue
+        seen.add(c.cfg.run_id)
+        options = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                            for k, v in sorted(c.cfg.extra.items()) if k != "teacher")
+        ls, lk = loss(base), loss(c)
+        out.append({"setting": c.setting, "method": c.method, "options": options or "official defaults",
+                    "seed": c.cfg.seed, "student loss": ls, "KD loss": lk,
+                    "KD share": (lk - ls) / lk})
+    return pd.DataFrame(out, columns=columns)
+
+
 def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> pd.DataFrame:
     """The NeuMF teacher trained with each loss of :data:`rdlib.models.neumf.LOSS_TYPES`: its
     validation HR@10 (the criterion that chose the setting's ``loss_type``), test HR@5 and

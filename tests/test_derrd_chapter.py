@@ -787,3 +787,20 @@ def test_device_mix_compares_the_seeds_of_two_kinds_of_device(tmp_path):
 def test_device_mix_is_empty_when_every_cell_ran_on_one_kind(filled):
     store, cells = filled
     assert derrd.device_mix(store, derrd.stored_rows(store, cells)).empty
+
+
+def test_kd_loss_share_reads_the_first_epoch_of_each_run_against_its_student(tmp_path):
+    store = ResultStore(tmp_path)
+    student, rrd = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "RRD"], seeds=[0])
+    tuned = derrd.with_options(rrd, lmbda_rrd=0.1)
+    lost = derrd.chapter_grid("full", ["CiteULike/BPR"], ["RRD"], seeds=[1])[0]  # no student
+    for cell, first in ((student, 100.0), (rrd, 125.0), (tuned, 400.0), (lost, 50.0)):
+        curve = pd.DataFrame({"epoch": [1, 1, 2], "split": ["valid", "test", "valid"],
+                              "metric": "hr", "k": 5, "value": 0.1,
+                              "loss": [first, first, 1.0], "epoch_seconds": 0.5})
+        _save(store, cell, [{"split": "test", "metric": "hr", "k": 5, "value": 0.1,
+                             "epoch": 1}], curve, {})
+    got = derrd.kd_loss_share(store, [student, rrd, tuned, lost, rrd])  # rrd twice: one row
+    assert list(got["options"]) == ["official defaults", "lmbda_rrd = 0.1"]
+    assert list(got["KD share"]) == pytest.approx([25 / 125, 300 / 400])
+    assert list(got["student loss"]) == [100.0, 100.0] and list(got["seed"]) == [0, 0]
