@@ -624,7 +624,8 @@ def claim3_neumf(rows: pd.DataFrame, lambda_tests: pd.DataFrame | None = None
                 "verdict": NOT_TESTED}
     g_de, g_rrd = d.mean() / s.mean() - 1, r.mean() / s.mean() - 1
     ok = g_rrd > 2 * max(g_de, 0) and g_rrd > 0
-    return {"evidence": f"HR@5 gain over the student: RRD {g_rrd:+.1%}, DE {g_de:+.1%}{official}",
+    return {"evidence": f"HR@5 gain over the student: RRD {g_rrd:+.1%} (n={r.size}), "
+                        f"DE {g_de:+.1%} (n={d.size}){official}",
             "verdict": REPRODUCED if ok else NOT_REPRODUCED}
 
 

@@ -641,7 +641,8 @@ def test_claim3_names_what_is_missing():
     got = derrd.claim3_neumf(_rows({(s, "Student"): [0.40], (s, "RRD"): [0.30],
                                     (s, "DE"): [0.41]}), lam)
     assert got["verdict"] == derrd.NOT_REPRODUCED  # the Table 2 cell (paper λ) decides
-    assert got["evidence"] == ("HR@5 gain over the student: RRD -25.0%, DE +2.5%; RRD with the "
+    assert got["evidence"] == ("HR@5 gain over the student: RRD -25.0% (n=1), DE +2.5% (n=1); "
+                               "RRD with the "
                                "official λ_RRD = 0.001: +5.0% (n=3, Holm p 0.004)")
 
 
