@@ -1137,9 +1137,9 @@ def kd_loss_share(store: ResultStore, cells: Sequence[Cell], epoch: int = 1) -> 
         options = ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
                             for k, v in sorted(c.cfg.extra.items()) if k != "teacher")
         ls, lk = loss(base), loss(c)
-        out.append({"setting": c.setting, "method": c.method, "options": options or "official defaults",
-                    "seed": c.cfg.seed, "student loss": ls, "KD loss": lk,
-                    "KD share": (lk - ls) / lk})
+        out.append({"setting": c.setting, "method": c.method,
+                    "options": options or "official defaults", "seed": c.cfg.seed,
+                    "student loss": ls, "KD loss": lk, "KD share": (lk - ls) / lk})
     return pd.DataFrame(out, columns=columns)
 
 
