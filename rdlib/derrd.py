@@ -368,8 +368,9 @@ def lambda_source_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
     under both λ, tested per user as :func:`paired_tests` does (seeds both runs share, per-user
     means, two-sided Wilcoxon, Holm over this table): paper λ against the student, official λ
     against the student, and paper λ against official λ. ``cells`` hold the paper's λ (the
-    default of :func:`chapter_grid`). Columns: method, λ (paper), comparison, n_seeds, A mean,
-    B mean, diff (B − A), p, p_holm, significant; empty where nothing is stored."""
+    default of :func:`chapter_grid`). Columns: method, λ (paper), comparison ("B − A"), A, B
+    (what each side is, as in :func:`device_mix`), n_seeds, A mean, B mean, diff (B − A), p,
+    p_holm, significant; empty where nothing is stored."""
     key, out = f"test/{metric}@{k}", []
     mine = [c for c in cells if c.setting == setting and c.phi == 0.1]
     student = pd.Series({c.cfg.seed: c.cfg.run_id for c in mine if c.method == "Student"
@@ -389,10 +390,12 @@ def lambda_source_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
             seeds, va, vb, p = _seed_paired(per_user, a, b, key)
             out.append({"method": label,
                         "λ (paper)": ", ".join(f"{o} = {v:g}" for o, v in options.items()),
-                        "comparison": f"{name_b} − {name_a}", "n_seeds": len(seeds),
+                        "comparison": f"{name_b} − {name_a}", "A": name_a, "B": name_b,
+                        "n_seeds": len(seeds),
                         "A mean": va.mean(), "B mean": vb.mean(), "diff": vb.mean() - va.mean(),
                         "p": p})
-    columns = ["method", "λ (paper)", "comparison", "n_seeds", "A mean", "B mean", "diff", "p"]
+    columns = ["method", "λ (paper)", "comparison", "A", "B", "n_seeds", "A mean", "B mean",
+               "diff", "p"]
     return _with_holm(pd.DataFrame(out, columns=columns), alpha)
 
 

@@ -724,6 +724,11 @@ def test_lambda_source_tests_pair_paper_and_official_lambda(tmp_path):
     assert got.loc["paper λ − Student", "n_seeds"] == 2
     assert got.loc["paper λ − Student", "diff"] == pytest.approx(0.105, rel=1e-4)
     assert got.loc["paper λ − Student", "significant"]
+    # each side is named, and its mean stands under its own name: B is the paper's λ (higher)
+    row = got.loc["paper λ − Student"]
+    assert (row["A"], row["B"]) == ("Student", "paper λ")
+    assert row["B mean"] > row["A mean"]
+    assert row["B mean"] - row["A mean"] == pytest.approx(row["diff"])
     assert got.loc["official λ − Student", "p"] == 1.0  # identical per user
     assert got.loc["paper λ − official λ", "n_seeds"] == 1
     assert got.loc["paper λ − official λ", "diff"] > 0
