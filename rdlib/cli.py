@@ -188,6 +188,8 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        raise _UsageError("--flush-denormal: this CPU cannot flush denormals (no SSE3)")
     skipped = 0
     for i, c in enumerate(missing, 1):
         print(f"[{i}/{len(missing)}] {c.setting} {c.method} phi={c.phi} seed={c.cfg.seed}",
@@ -241,6 +243,11 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                    help="'full' (the paper's settings) or 'smoke' (a few epochs)")
     p.add_argument("--device", help="cpu, cuda, ... (default: the profile's)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="flush denormal floats to zero on the CPU (torch.set_flush_denormal): "
+                        "DE's experts whose ReLUs die decay into denormals, which make a CPU's "
+                        "GEMMs many times slower; recorded in each manifest, off by default so "
+                        "that stored runs repeat bit for bit")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells and whether each is stored; run nothing")
     p.add_argument("--data-dir", metavar="DIR", help="mirror root holding DIR/<name>/")

@@ -56,9 +56,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def flush_denormal_enabled() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero (``torch.set_flush_denormal``).
+
+    Read off the hardware rather than remembered: a float32 denormal (1e-39) times one is 0
+    when flushing is on."""
+    tiny = torch.full((1,), 1e-39, dtype=torch.float32)  # below float32's 1.18e-38: denormal
+    return float((tiny * 1.0)[0]) == 0.0
+
+
 def determinism_flags() -> dict[str, bool]:
-    """Flags that decide whether GPU numbers are bit-reproducible."""
+    """Flags that decide whether numbers are bit-reproducible: cuDNN and TF32 on GPUs, and
+    ``flush_denormal`` on CPUs (a run with it on repeats only runs with it on, since values
+    below 1.18e-38 become 0)."""
     return {
+        "flush_denormal": flush_denormal_enabled(),
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),

@@ -149,6 +149,24 @@ def test_run_derrd_skips_a_cell_whose_teacher_is_unavailable(tmp_path, capsys, m
     assert "1 cells skipped" in err
 
 
+def test_run_derrd_flush_denormal_is_on_while_its_runs_train(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import rdlib.experiments as ex
+    from rdlib import env
+
+    seen = []
+    monkeypatch.setattr(ex, "run_experiment",
+                        lambda cfg, **kw: seen.append(env.determinism_flags()["flush_denormal"]))
+    try:
+        code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "Student",
+                     "--seeds", "0", "--profile", "smoke", "--flush-denormal",
+                     "--results-dir", str(tmp_path)])
+    finally:
+        torch.set_flush_denormal(False)
+    assert code == 0 and seen == [True]
+
+
 @pytest.mark.parametrize("argv,named", [
     (["--methods", "DEX"], "DEX"),
     (["--settings", "Yelp/BPR"], "Yelp/BPR"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rdlib import env
 
 
@@ -25,3 +27,19 @@ def test_git_state_prefers_git_where_the_tree_has_it(monkeypatch):
     monkeypatch.setenv("RDLIB_GIT_COMMIT", "not-this")
     state = env.git_state()
     assert state["commit"] != "not-this" and len(state["commit"]) == 40
+
+
+def test_determinism_flags_record_whether_denormals_are_flushed():
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        assert env.flush_denormal_enabled()
+        assert env.determinism_flags()["flush_denormal"] is True
+        assert float(torch.full((1,), 1e-39) * 1.0) == 0.0  # what the flag means
+    finally:
+        torch.set_flush_denormal(False)
+    assert not env.flush_denormal_enabled()
+    assert env.determinism_flags()["flush_denormal"] is False
+    assert float(torch.full((1,), 1e-39) * 1.0) > 0.0
