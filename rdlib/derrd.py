@@ -947,6 +947,14 @@ def repr_width(model: str, dim: int) -> int:
     return dim
 
 
+def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[str]:
+    """The stored runs among (label, cell) ``pairs`` (:func:`ablation_cells`) whose manifest says
+    denormals were flushed to zero (``determinism.flush_denormal``, ``rdlib run derrd
+    --flush-denormal``), as "label seed N"."""
+    return [f"{label} seed {c.cfg.seed}" for label, c in pairs if store.has(c.cfg.run_id)
+            and store.manifest(c.cfg.run_id).get("determinism", {}).get("flush_denormal")]
+
+
 def ablation_cells(cells: Sequence[Cell], setting: str,
                    variants: Sequence[str] = tuple(ABLATIONS)) -> list[tuple[str, Cell]]:
     """The Table 4 runs of ``setting`` at φ = 0.1: each variant applied to every stored seed's

@@ -260,6 +260,30 @@ INFERENCE_COLUMNS = ["dataset", "model", "phi", "dim", "n_parameters", "paper pa
                      "time ratio 0.1/1.0", "paper time ratio 0.1/1.0"]
 
 
+DENORMAL_COLUMNS = ["denormal share", "device", "load (1 min)", "flush off (s)", "flush on (s)",
+                    "slow-down"]
+
+
+def denormal_table(path: str | Path | None = None) -> pd.DataFrame:
+    """``benchmarks/bench_denormal.py``'s rows as one line per share of denormal weights and
+    device: the median seconds of a forward and backward of DE's large expert with flushing off
+    and on, and their ratio (``"7.7×"``), beside the mean load average while it ran. Columns:
+    :data:`DENORMAL_COLUMNS`; a missing ``path`` gives an empty table."""
+    path = Path(path or repo_root() / "benchmarks" / "results" / "denormal.csv")
+    if not path.is_file():
+        return pd.DataFrame(columns=DENORMAL_COLUMNS)
+    df = pd.read_csv(path)
+    rows = []
+    for (share, name), g in df.groupby(["share", "device_name"], sort=True):
+        off = float(g.loc[~g["flush"], "seconds"].median())
+        on = float(g.loc[g["flush"], "seconds"].median())
+        rows.append({"denormal share": f"{share:.1%}", "device": name,
+                     "load (1 min)": round(float(g["load_1min"].mean()), 1),
+                     "flush off (s)": round(off, 3), "flush on (s)": round(on, 3),
+                     "slow-down": f"{off / on:.1f}×"})
+    return pd.DataFrame(rows, columns=DENORMAL_COLUMNS)
+
+
 def _paper_table3() -> pd.DataFrame:
     """DE-RRD Table 3 as columns dataset, model, phi, paper params_M, paper
     inference_time_s."""

@@ -3,6 +3,7 @@ of hand-made runs."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -810,3 +811,16 @@ def test_kd_loss_share_reads_the_first_epoch_of_each_run_against_its_student(tmp
     assert list(got["options"]) == ["official defaults", "lmbda_rrd = 0.1"]
     assert list(got["KD share"]) == pytest.approx([25 / 125, 300 / 400])
     assert list(got["student loss"]) == [100.0, 100.0] and list(got["seed"]) == [0, 0]
+
+
+def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE"], seeds=[0, 1])
+    pairs = derrd.ablation_cells(cells, "CiteULike/BPR", ["(a) attention", "(b) one expert, large"])
+    for i, (_, c) in enumerate(pairs[:3]):  # pairs[3] is not stored
+        _store_run(store, c, np.full(N_USERS, 0.4))
+        path = store.run_dir(c.cfg.run_id) / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["determinism"] = {"flush_denormal": i > 0}  # the first run did not flush
+        path.write_text(json.dumps(manifest))
+    assert derrd.flushed_runs(store, pairs) == ["(a) attention seed 1", "(b) one expert, large seed 0"]

@@ -156,3 +156,23 @@ def test_inference_table_keeps_the_newest_run_of_each_model(tmp_path):
     assert neumf10["seconds (all users)"] == pytest.approx(4.0) and neumf10["repeats"] == 3
     bpr10 = t[(t["model"] == "BPR") & (t["phi"] == 1.0)].iloc[0]
     assert bpr10["seconds (all users)"] == pytest.approx(10.0)  # BPR was not rerun
+
+
+def test_denormal_table_gives_medians_and_their_ratio(tmp_path):
+    rows = [{"share": share, "flush": flush, "seconds": sec, "load_1min": load,
+             "device_name": "cpu (x86_64, 1 threads)"}
+            for share, flush, secs, load in ((0.0, False, (0.30, 0.31, 0.50), 1.0),
+                                             (0.0, True, (0.30, 0.29, 0.31), 1.0),
+                                             (0.01, False, (2.2, 2.0, 9.0), 3.0),
+                                             (0.01, True, (0.2, 0.25, 0.3), 3.0))
+            for sec in secs]
+    path = tmp_path / "denormal.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    got = reports.denormal_table(path).set_index("denormal share")
+    assert list(got.index) == ["0.0%", "1.0%"]
+    assert got.loc["1.0%", "flush off (s)"] == pytest.approx(2.2)  # median, not the 9.0 outlier
+    assert got.loc["1.0%", "flush on (s)"] == pytest.approx(0.25)
+    assert got.loc["1.0%", "slow-down"] == "8.8×"
+    assert got.loc["0.0%", "slow-down"] == "1.0×"
+    assert got.loc["1.0%", "load (1 min)"] == 3.0
+    assert reports.denormal_table(tmp_path / "absent.csv").empty
