@@ -158,7 +158,7 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     from rdlib import derrd
     from rdlib.distill import TeacherUnavailable
     from rdlib.experiments import run_experiment
-    from rdlib.results import ResultStore
+    from rdlib.results import ResultStore, RunLocked
 
     methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"],
                "sweeps": ["CD", "RRD"]}
@@ -196,11 +196,12 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
               flush=True)
         try:
             run_experiment(c.cfg, store=store, data_dir=args.data_dir)
-        except TeacherUnavailable as e:
+        except (TeacherUnavailable, RunLocked) as e:  # the other cells can still run
             skipped += 1
             print(f"skipped: {e}", file=sys.stderr, flush=True)
     if skipped:
-        print(f"{skipped} cells skipped: their teacher is unavailable here", file=sys.stderr)
+        print(f"{skipped} cells skipped: their teacher is unavailable here, or another process "
+              f"is training the run or its teacher", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 

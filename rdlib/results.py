@@ -65,6 +65,11 @@ def atomic_write(path: Path, write) -> None:
         tmp_dir.rmdir()
 
 
+class RunLocked(RuntimeError):
+    """Another process holds the run's lock (:func:`run_lock`): it is training that run now.
+    Grids skip such a cell and go on."""
+
+
 @contextmanager
 def run_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` while one run trains.
@@ -91,7 +96,7 @@ def run_lock(path: Path) -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise RuntimeError(f"run {path.stem} is already being trained by {holder} "
+            raise RunLocked(f"run {path.stem} is already being trained by {holder} "
                                f"(lock {path}); wait for it or stop it") from None
         fh.seek(0)
         fh.truncate()

@@ -149,6 +149,24 @@ def test_run_derrd_skips_a_cell_whose_teacher_is_unavailable(tmp_path, capsys, m
     assert "1 cells skipped" in err
 
 
+def test_run_derrd_skips_a_cell_another_process_is_training(tmp_path, capsys, monkeypatch):
+    import rdlib.experiments as ex
+    from rdlib.results import RunLocked
+
+    ran = []
+
+    def fake(cfg, **kwargs):
+        if cfg.seed == 1:
+            raise RunLocked(f"run {cfg.run_id} is already being trained by pid 42")
+        ran.append(cfg.seed)
+    monkeypatch.setattr(ex, "run_experiment", fake)
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "Student",
+                 "--seeds", "1", "2", "--profile", "smoke", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and ran == [2]  # seed 2 still ran after seed 1 was found locked
+    assert "already being trained by pid 42" in err and "1 cells skipped" in err
+
+
 def test_run_derrd_flush_denormal_is_on_while_its_runs_train(tmp_path, capsys, monkeypatch):
     import torch
 
