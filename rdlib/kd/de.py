@@ -102,12 +102,11 @@ class ExpertSet(nn.Module):
         if sparse_below is None:
             sparse_below = SPARSE_BELOW_CPU if x.device.type == "cpu" else SPARSE_BELOW_OTHER
         n_rows, n_exp = s.shape
+        if n_exp == 1 or sparse_below <= 0:  # no count of the non-zeros: no device sync
+            return self._dense_mix(x, s)
         nz = s != 0  # (B, M)
-        dense = n_exp == 1 or sparse_below <= 0  # no count of the non-zeros: no device sync
-        if dense or int(nz.sum()) > sparse_below * n_rows * n_exp:
-            h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
-            hs = (h * s.unsqueeze(2)).reshape(n_rows, -1)  # (B, M·h)
-            return hs @ self.w2.reshape(-1, self.w2.shape[2]) + s @ self.b2  # (B, d_out)
+        if int(nz.sum()) > sparse_below * n_rows * n_exp:
+            return self._dense_mix(x, s)
         rows, experts = nz.nonzero(as_tuple=True)  # (P,), (P,)
         order = torch.argsort(experts, stable=True)
         rows, experts = rows[order], experts[order]  # grouped by expert
@@ -118,6 +117,12 @@ class ExpertSet(nn.Module):
                 for m, xm in enumerate(x[rows].split(sizes)) if sizes[m]]
         y = torch.cat(outs) * s[rows, experts].unsqueeze(1)  # (P, d_out)
         return x.new_zeros(n_rows, y.shape[1]).index_add(0, rows, y)  # (B, d_out)
+
+    def _dense_mix(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """:meth:`mix` over all B·M pairs: every expert on every row, in one GEMM per layer."""
+        h = torch.relu(torch.einsum("bd,mdh->bmh", x, self.w1) + self.b1)  # (B, M, h)
+        hs = (h * s.unsqueeze(2)).reshape(s.shape[0], -1)  # (B, M·h)
+        return hs @ self.w2.reshape(-1, self.w2.shape[2]) + s @ self.b2  # (B, d_out)
 
 
 class DistillationExperts(Distiller):
