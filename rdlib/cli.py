@@ -156,9 +156,8 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     import torch
 
     from rdlib import derrd
-    from rdlib.distill import TeacherUnavailable
-    from rdlib.experiments import run_experiment
-    from rdlib.results import ResultStore, RunLocked
+    from rdlib.experiments import CELL_SKIPPED, run_experiment
+    from rdlib.results import ResultStore
 
     methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"],
                "sweeps": ["CD", "RRD"]}
@@ -196,7 +195,7 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
               flush=True)
         try:
             run_experiment(c.cfg, store=store, data_dir=args.data_dir)
-        except (TeacherUnavailable, RunLocked) as e:  # the other cells can still run
+        except CELL_SKIPPED as e:  # the other cells can still run
             skipped += 1
             print(f"skipped: {e}", file=sys.stderr, flush=True)
     if skipped:

@@ -25,10 +25,14 @@ from rdlib.metrics import split_metric_name
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split, loo_from_fixed_split, loo_sampled, random_holdout, temporal
-from rdlib.results import ResultStore, RunRecord, atomic_write, run_lock
+from rdlib.results import ResultStore, RunLocked, RunRecord, atomic_write, run_lock
 from rdlib.training import fit
 
 SYNTHETIC = "synthetic"
+#: what :func:`run_experiment` raises when one grid cell cannot run here and now but the others
+#: can: its teacher's weights are on another kind of device, or another process trains it (or
+#: its teacher); grids (``rdlib run derrd``, the DE-RRD notebook) skip the cell and go on
+CELL_SKIPPED: tuple[type[Exception], ...] = (distill.TeacherUnavailable, RunLocked)
 
 
 def _load_interactions(dataset: str, data_dir: str | None):

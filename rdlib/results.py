@@ -97,7 +97,7 @@ def run_lock(path: Path) -> Iterator[None]:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             raise RunLocked(f"run {path.stem} is already being trained by {holder} "
-                               f"(lock {path}); wait for it or stop it") from None
+                            f"(lock {path}); wait for it or stop it") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
