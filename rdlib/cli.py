@@ -9,6 +9,7 @@ code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touc
     rdlib data stats --file PATH [--file PATH ...] --format FMT [--json]
     rdlib run derrd [--settings S ...] [--methods M ...] [--seeds N ...] [--phis P ...]
                     [--study table2|table4|table5] [--variants V ...]
+                    [--lambda-de L ...] [--lambda-rrd L ...]
                     [--profile full|smoke] [--device D] [--threads N] [--dry-run]
 
 Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
@@ -159,18 +161,28 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     from rdlib.experiments import CELL_SKIPPED, run_experiment
     from rdlib.results import ResultStore
 
+    if (args.lambda_de or args.lambda_rrd) and args.study != "table5":
+        raise _UsageError("--lambda-de and --lambda-rrd select Table 5 cells: add --study table5")
     methods = {"table2": args.methods, "table4": ["DE", "RRD"], "table5": ["DE-RRD"],
                "sweeps": ["CD", "RRD"]}
     try:
         cells = derrd.chapter_grid(args.profile, args.settings, methods[args.study],
                                    seeds=args.seeds, phis=tuple(args.phis),
                                    lambdas=args.lambdas, device=args.device)
+        labels: dict[str, str] = {}  # run id → the study's name for the cell
         if args.study == "table4":
-            cells = [c for s in args.settings
-                     for _, c in derrd.ablation_cells(cells, s, args.variants or
-                                                      tuple(derrd.ABLATIONS))]
+            picked = [(v, c) for s in args.settings
+                      for v, c in derrd.ablation_cells(cells, s, args.variants or
+                                                       tuple(derrd.ABLATIONS))]
+            labels = {c.cfg.run_id: v for v, c in picked}
+            cells = [c for _, c in picked]
         elif args.study == "table5":
-            cells = [c for s in args.settings for _, _, c in derrd.lambda_cells(cells, s)]
+            picked = [(f"λ_DE={l_de:g} λ_RRD={l_rrd:g}", c) for s in args.settings
+                      for l_de, l_rrd, c in derrd.lambda_cells(cells, s)
+                      if l_de in (args.lambda_de or derrd.LAMBDAS)
+                      and l_rrd in (args.lambda_rrd or derrd.LAMBDAS)]
+            labels = {c.cfg.run_id: v for v, c in picked}
+            cells = [c for _, c in picked]
         elif args.study == "sweeps":
             cells = derrd.sweep_cells(cells)
     except ValueError as e:
@@ -180,8 +192,9 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     missing_ids = {c.cfg.run_id for c in missing}
     for c in cells:
         state = "missing" if c.cfg.run_id in missing_ids else "stored "
+        label = f"{labels[c.cfg.run_id]}  " if c.cfg.run_id in labels else ""
         print(f"{state}  {c.setting:<17} {c.method:<7} phi={c.phi:<4} seed={c.cfg.seed}  "
-              f"{c.cfg.run_id}")
+              f"{label}{c.cfg.run_id}")
     print(f"{len(cells)} cells, {len(missing)} missing")
     if args.dry_run or not missing:
         return EXIT_OK
@@ -212,6 +225,21 @@ def _spelled_as(known: Iterable[str]) -> Callable[[str], str]:
     return lambda name: by_lower.get(name.lower(), name)
 
 
+def _grid_lambda(text: str) -> float:
+    """An argparse ``type``: a λ of the Table 5 grid (``1e-3`` or ``0.001``), else an error
+    that lists the grid."""
+    from rdlib import derrd
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    for grid_value in derrd.LAMBDAS:
+        if value is not None and math.isclose(value, grid_value):
+            return grid_value
+    raise argparse.ArgumentTypeError(f"{text!r} is not a λ of the Table 5 grid {derrd.LAMBDAS}")
+
+
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     from rdlib import derrd
 
@@ -235,6 +263,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                         "grid; sweeps: the chapter's one-option sweeps (derrd.SWEEPS)")
     p.add_argument("--variants", nargs="+", metavar="VARIANT",
                    help=f"Table 4 rows (default: all): {'; '.join(derrd.ABLATIONS)}")
+    for flag, name in (("--lambda-de", "λ_DE (rows)"), ("--lambda-rrd", "λ_RRD (columns)")):
+        p.add_argument(flag, nargs="+", type=_grid_lambda, metavar="L",
+                       help=f"--study table5 only: the {name} to run, of {derrd.LAMBDAS} "
+                            "(default: all)")
     p.add_argument("--lambdas", choices=derrd.LAMBDA_SOURCES, default="paper",
                    help="loss weights: 'paper' (NeuMF: λ_RRD = 1e-1, DE-RRD λ_DE = 1e-4, as "
                         "the paper's Table 5 implies) or 'official' (the official code's "

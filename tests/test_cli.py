@@ -216,3 +216,29 @@ def test_run_derrd_table4_and_table5_lay_out_the_variant_runs(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "16 cells, 16 missing"
     assert main([*args, "--study", "table4", "--variants", "(z) none"]) == 2
     assert "unknown Table 4 variants" in capsys.readouterr().err
+
+
+def test_run_derrd_table5_runs_the_named_lambdas_only(tmp_path, capsys):
+    from rdlib import derrd
+
+    args = ["run", "derrd", "--settings", "CiteULike/BPR", "--seeds", "0", "--dry-run",
+            "--study", "table5", "--results-dir", str(tmp_path)]
+    assert main([*args, "--lambda-de", "1e-2", "--lambda-rrd", "0.1", "0.0001"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "2 cells, 2 missing"
+    grid = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE-RRD"], seeds=[0])
+    want = {(l_de, l_rrd): c.cfg.run_id for l_de, l_rrd, c in derrd.lambda_cells(grid, "CiteULike/BPR")}
+    # grid order, each line naming its λ and its run
+    assert [line.split()[-3:] for line in out[:2]] == [
+        ["λ_DE=0.01", "λ_RRD=0.0001", want[0.01, 1e-4]], ["λ_DE=0.01", "λ_RRD=0.1", want[0.01, 0.1]]]
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["--study", "table5", "--lambda-de", "0.5"], "'0.5' is not a λ of the Table 5 grid"),
+    (["--study", "table5", "--lambda-rrd", "high"], "'high' is not a λ of the Table 5 grid"),
+    (["--lambda-de", "0.01"], "add --study table5"),
+])
+def test_run_derrd_rejects_lambdas_off_the_grid_or_outside_table5(argv, named, tmp_path, capsys):
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--seeds", "0", *argv,
+                 "--dry-run", "--results-dir", str(tmp_path)])
+    assert code == 2 and named in capsys.readouterr().err
