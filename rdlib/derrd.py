@@ -1086,6 +1086,38 @@ def table5(store: ResultStore, cells: Sequence[Cell], setting: str, split: str =
                                           dropna=False)
 
 
+def lambda_grid_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
+                      metric: tuple[str, int] = ("hr", 5), alpha: float = 0.05) -> pd.DataFrame:
+    """Each stored Table 5 cell of ``setting`` against the setting's Table 2 DE-RRD run (its
+    λ: the official λ for BPR, the paper's for NeuMF), per user as :func:`ablation_tests`:
+    per-user means over the seeds both have, two-sided Wilcoxon (:func:`_seed_paired`), Holm
+    over the cells tested. It says whether a λ the paper found worse (or better) moves our
+    student measurably. Columns: λ_DE, λ_RRD, n_seeds, table2 mean, cell mean, diff
+    (cell − table 2), p, p_holm, significant."""
+    key = f"test/{metric[0]}@{metric[1]}"
+    table2 = {c.cfg.run_id for c in cells if c.setting == setting and c.method == "DE-RRD"
+              and c.phi == 0.1}
+    grid: dict[tuple[float, float], dict[int, str]] = {}
+    for l_de, l_rrd, cell in lambda_cells(cells, setting):
+        if store.has(cell.cfg.run_id):
+            grid.setdefault((l_de, l_rrd), {})[cell.cfg.seed] = cell.cfg.run_id
+    ref = [lam for lam, runs in grid.items() if set(runs.values()) & table2]
+    out = []
+    if ref:
+        base = pd.Series(grid[ref[0]])
+        for (l_de, l_rrd), runs in grid.items():
+            a = pd.Series(runs)
+            if (l_de, l_rrd) == ref[0] or not set(a.index) & set(base.index):
+                continue
+            per_user = {r: store.per_user(r) for r in (*a, *base)}
+            seeds, vb, va, p = _seed_paired(per_user, base, a, key)
+            out.append({"λ_DE": l_de, "λ_RRD": l_rrd, "n_seeds": len(seeds),
+                        "table2 mean": vb.mean(), "cell mean": va.mean(),
+                        "diff": va.mean() - vb.mean(), "p": p})
+    return _with_holm(pd.DataFrame(out, columns=["λ_DE", "λ_RRD", "n_seeds", "table2 mean",
+                                                 "cell mean", "diff", "p"]), alpha)
+
+
 # ---------------------------------------------------------------- Fig. 4
 def size_frame(rows: pd.DataFrame, columns: Sequence[tuple[str, int]] = (("hr", 5),
                                                                            ("ndcg", 5))

@@ -486,6 +486,33 @@ def test_lambda_cells_and_table5(tmp_path):
     assert list(t5.columns) == list(derrd.paper_lambda_grid("BPR").columns)
 
 
+def test_lambda_grid_tests_pair_each_cell_with_the_table2_lambda(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE-RRD"], seeds=[0, 1])
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.6, N_USERS)
+    for l_de, l_rrd, cell in derrd.lambda_cells(cells, "CiteULike/BPR"):
+        if (l_de, l_rrd) == (1e-2, 1e-3):  # the Table 2 run, both seeds
+            _store_run(store, cell, base)
+        elif (l_de, l_rrd) == (1e-2, 1e-1):  # much worse, both seeds
+            _store_run(store, cell, base - 0.1)
+        elif (l_de, l_rrd) == (1e-4, 1e-3) and cell.cfg.seed == 1:  # same per user, seed 1
+            _store_run(store, cell, base)
+        elif (l_de, l_rrd) == (1e-1, 1e-1) and cell.cfg.seed == 0:  # alone, paired below
+            _store_run(store, cell, base + 0.01)
+    got = derrd.lambda_grid_tests(store, cells, "CiteULike/BPR").set_index(["λ_DE", "λ_RRD"])
+    assert len(got) == 3  # the Table 2 run is the reference, not a row
+    worse = got.loc[(1e-2, 1e-1)]
+    assert worse["n_seeds"] == 2 and worse["diff"] == pytest.approx(-0.105, rel=1e-4)
+    assert worse["cell mean"] - worse["table2 mean"] == pytest.approx(worse["diff"])
+    assert worse["significant"]
+    same = got.loc[(1e-4, 1e-3)]
+    assert same["n_seeds"] == 1 and same["p"] == 1.0 and not same["significant"]
+    assert got.loc[(1e-1, 1e-1), "n_seeds"] == 1 and got.loc[(1e-1, 1e-1), "diff"] > 0
+    assert list(got["p_holm"]) == list(derrd.holm(got["p"].to_numpy()))
+    assert derrd.lambda_grid_tests(ResultStore(tmp_path / "empty"), cells, "CiteULike/BPR").empty
+
+
 def test_claim4_self_distillation_reads_phi_one():
     cu, fs = "CiteULike/BPR", "Foursquare/BPR"
     rows = _rows({(cu, "Teacher"): [0.50], (fs, "Teacher"): [0.60]})
