@@ -1070,13 +1070,25 @@ def ablation_tests(store: ResultStore, cells: Sequence[Cell], settings: Sequence
                       alpha)
 
 
+def table5_seeds(store: ResultStore, cells: Sequence[Cell], setting: str) -> list[int]:
+    """The seeds stored for every stored cell of ``setting``'s Table 5 grid, so that the grid's
+    cells are means over the same seeds (the Table 2 cell may have more seeds than the rest)."""
+    seeds: dict[tuple[float, float], set[int]] = {}
+    for l_de, l_rrd, cell in lambda_cells(cells, setting):
+        if store.has(cell.cfg.run_id):
+            seeds.setdefault((l_de, l_rrd), set()).add(cell.cfg.seed)
+    return sorted(set.intersection(*seeds.values())) if seeds else []
+
+
 def table5(store: ResultStore, cells: Sequence[Cell], setting: str, split: str = "test",
-           metric: str = "hr", k: int = 5) -> pd.DataFrame:
-    """Our λ_DE × λ_RRD grid of ``setting`` (mean ``split`` metric@k over the stored seeds;
-    NaN where none is stored): rows λ_DE, columns λ_RRD, as :func:`paper_lambda_grid`."""
+           metric: str = "hr", k: int = 5, seeds: Sequence[int] | None = None) -> pd.DataFrame:
+    """Our λ_DE × λ_RRD grid of ``setting`` (mean ``split`` metric@k over the stored seeds, or
+    over ``seeds`` only, e.g. :func:`table5_seeds`; NaN where none is stored): rows λ_DE,
+    columns λ_RRD, as :func:`paper_lambda_grid`."""
     runs: dict[tuple[float, float], list[str]] = {}
     for l_de, l_rrd, cell in lambda_cells(cells, setting):
-        runs.setdefault((l_de, l_rrd), []).append(cell.cfg.run_id)
+        if seeds is None or cell.cfg.seed in seeds:
+            runs.setdefault((l_de, l_rrd), []).append(cell.cfg.run_id)
     grid = [{"λ_DE": l_de, "λ_RRD": l_rrd,
              "value": _mean_metrics(store, ids, split)[0].get((metric, k), np.nan)}
             for (l_de, l_rrd), ids in runs.items()]

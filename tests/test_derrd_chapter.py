@@ -484,6 +484,24 @@ def test_lambda_cells_and_table5(tmp_path):
     assert t5.loc[1e-4, 1e-3] == pytest.approx(0.0105, rel=1e-5)
     assert t5.loc[1e-1].isna().all()
     assert list(t5.columns) == list(derrd.paper_lambda_grid("BPR").columns)
+    assert derrd.table5_seeds(store, cells, "CiteULike/BPR") == [0]
+
+
+def test_table5_seeds_keep_the_grid_on_the_seeds_every_cell_has(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE-RRD"], seeds=[0, 1, 2])
+    for l_de, l_rrd, cell in derrd.lambda_cells(cells, "CiteULike/BPR"):
+        if (l_de, l_rrd) == (1e-2, 1e-3):  # the Table 2 run: three seeds, 0.1·(seed + 1)
+            _store_run(store, cell, np.full(N_USERS, 0.1 * (cell.cfg.seed + 1)))
+        elif (l_de, l_rrd) == (1e-4, 1e-1) and cell.cfg.seed in (1, 2):
+            _store_run(store, cell, np.full(N_USERS, 0.5))
+    assert derrd.table5_seeds(store, cells, "CiteULike/BPR") == [1, 2]
+    every = derrd.table5(store, cells, "CiteULike/BPR")
+    shared = derrd.table5(store, cells, "CiteULike/BPR", seeds=[1, 2])
+    assert every.loc[1e-2, 1e-3] == pytest.approx(0.2 * 1.05)  # seeds 0, 1, 2
+    assert shared.loc[1e-2, 1e-3] == pytest.approx(0.25 * 1.05)  # seeds 1, 2
+    assert shared.loc[1e-4, 1e-1] == pytest.approx(0.5 * 1.05)
+    assert derrd.table5_seeds(ResultStore(tmp_path / "empty"), cells, "CiteULike/BPR") == []
 
 
 def test_lambda_grid_tests_pair_each_cell_with_the_table2_lambda(tmp_path):
