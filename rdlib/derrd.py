@@ -950,9 +950,13 @@ def repr_width(model: str, dim: int) -> int:
 def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[str]:
     """The stored runs among (label, cell) ``pairs`` (:func:`ablation_cells`) whose manifest says
     denormals were flushed to zero (``determinism.flush_denormal``, ``rdlib run derrd
-    --flush-denormal``), as "label seed N"."""
+    --flush-denormal``) in any of the processes that trained it (``segments``), as
+    "label seed N"."""
+    def flushed(manifest: dict) -> bool:
+        return any(part.get("determinism", {}).get("flush_denormal")
+                   for part in (manifest, *manifest.get("segments", ())))
     return [f"{label} seed {c.cfg.seed}" for label, c in pairs if store.has(c.cfg.run_id)
-            and store.manifest(c.cfg.run_id).get("determinism", {}).get("flush_denormal")]
+            and flushed(store.manifest(c.cfg.run_id))]
 
 
 def ablation_cells(cells: Sequence[Cell], setting: str,

@@ -131,8 +131,11 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, r
     ckpt = store.root / "checkpoints" / f"{cfg.run_id}.pt"
     if recompute and ckpt.exists():
         ckpt.unlink()
+    process = {"started_at": started.isoformat(timespec="seconds"), "git": git,
+               "device_name": env.device_name(cfg.device), "torch": torch.__version__,
+               "determinism": env.determinism_flags()}
     out = fit(model, split.train, split.n_items, cfg, make_evaluator(split, cfg),
-              distiller=distiller, checkpoint=ckpt)
+              distiller=distiller, checkpoint=ckpt, process=process)
 
     rows, per_user = [], {"valid/users": out.valid_users, "test/users": out.test_users}
     for sel in out.selected.values():
@@ -168,6 +171,8 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, r
         # checkpoints written before distiller generators were saved (training.Distiller's
         # extra state) restart those generators, so such runs draw other samples after it
         "resumed_from_epoch": out.resumed_from_epoch,
+        # every process that trained the run, with its epochs (the fields above are the last's)
+        "segments": out.segments,
     }
     if kd:
         manifest["teacher_run_id"] = teacher_cfg.run_id

@@ -87,6 +87,10 @@ class TrainOutcome:
     eval_seconds: float
     best_state: dict[str, torch.Tensor] | None
     resumed_from_epoch: int | None = None  # the epoch a checkpoint restarted the run at
+    #: one entry per process that trained the run, in order: :func:`fit`'s ``process`` facts
+    #: with ``from_epoch`` and ``to_epoch`` (a checkpoint written before segments were kept
+    #: gives one entry ``{"from_epoch": 0, "to_epoch": e, "recorded": False}``)
+    segments: list[dict] = field(default_factory=list)
 
 
 def _selection_keys(cfg: RunConfig) -> list[str]:
@@ -134,14 +138,18 @@ def replay_best_epoch(curve: pd.DataFrame, metric: str = "hr", k: int = 10,
 
 def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         evaluate: Evaluator | None, *, distiller: Distiller | None = None,
-        checkpoint: Path | None = None, checkpoint_every: float = 30.0) -> TrainOutcome:
+        checkpoint: Path | None = None, checkpoint_every: float = 30.0,
+        process: dict | None = None) -> TrainOutcome:
     """Train ``model`` on ``train`` (N, 2) pairs with BPR (plus ``distiller``'s loss) and select
     epochs.
 
     Every generator is explicit and seeded from ``cfg.seed``; on CPU the same config gives the
     same numbers. When ``checkpoint`` is given, the state is saved after every evaluation and a
     run interrupted earlier resumes from it. ``evaluate=None`` trains without evaluating
-    (benchmarks).
+    (benchmarks). ``process`` describes the process that trains (commit, device, threads,
+    flags; :func:`rdlib.experiments` passes what the manifest records): it is kept, with the
+    epochs this process ran, in the checkpoint, so that a run resumed by other processes lists
+    each one in :attr:`TrainOutcome.segments`, not only the last.
     """
     device = torch.device(cfg.device)
     model.to(device)
@@ -167,6 +175,7 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
     users_of: dict[str, np.ndarray] = {}
     last_save = -math.inf
     resumed_from: int | None = None
+    earlier: list[dict] = []  # the segments of the processes before this one
 
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -183,6 +192,8 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
         selected, curve, best_state = state["selected"], state["curve"], state["best_state"]
         users_of, t_train, t_eval = state["users_of"], state["t_train"], state["t_eval"]
         resumed_from = start_epoch
+        earlier = state.get("segments") or [
+            {"from_epoch": 0, "to_epoch": start_epoch, "recorded": False}]
 
     bar = tqdm(range(start_epoch, cfg.epochs), disable=not cfg.progress, desc=cfg.run_id[:40],
                initial=start_epoch, total=cfg.epochs, mininterval=2.0)
@@ -249,7 +260,8 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
                      "distiller": None if distiller is None else distiller.state_dict(),
                      "generator": gen.get_state(), "epoch": epoch + 1, "bad_evals": bad_evals,
                      "selected": selected, "curve": curve, "best_state": best_state,
-                     "users_of": users_of, "t_train": t_train, "t_eval": t_eval}
+                     "users_of": users_of, "t_train": t_train, "t_eval": t_eval,
+                     "segments": [*earlier, _segment(process, start_epoch, epoch + 1)]}
             atomic_write(checkpoint, partial(torch.save, state))
         if cfg.patience and bad_evals >= cfg.patience:
             break
@@ -258,4 +270,10 @@ def fit(model: Recommender, train: np.ndarray, n_items: int, cfg: RunConfig,
                         valid_users=users_of.get("valid", np.empty(0, np.int64)),
                         test_users=users_of.get("test", np.empty(0, np.int64)),
                         epochs_run=epochs_run, train_seconds=t_train, eval_seconds=t_eval,
-                        best_state=best_state, resumed_from_epoch=resumed_from)
+                        best_state=best_state, resumed_from_epoch=resumed_from,
+                        segments=[*earlier, _segment(process, start_epoch, epochs_run)])
+
+
+def _segment(process: dict | None, from_epoch: int, to_epoch: int) -> dict:
+    """One process's part of a run: its facts and the epochs [from_epoch, to_epoch) it ran."""
+    return {**(process or {}), "from_epoch": from_epoch, "to_epoch": to_epoch}

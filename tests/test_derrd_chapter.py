@@ -869,3 +869,10 @@ def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
         manifest["determinism"] = {"flush_denormal": i > 0}  # the first run did not flush
         path.write_text(json.dumps(manifest))
     assert derrd.flushed_runs(store, pairs) == ["(a) attention seed 1", "(b) one expert, large seed 0"]
+    # a run resumed without flushing, whose first process flushed, is listed too
+    path = store.run_dir(pairs[0][1].cfg.run_id) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["segments"] = [{"from_epoch": 0, "to_epoch": 5, "determinism": {"flush_denormal": True}},
+                            {"from_epoch": 5, "to_epoch": 9, "determinism": {"flush_denormal": False}}]
+    path.write_text(json.dumps(manifest))
+    assert derrd.flushed_runs(store, pairs)[0] == "(a) attention seed 0"

@@ -50,6 +50,10 @@ def test_training_learns_and_is_deterministic(tmp_path):
     m = store.manifest(rid)
     assert m["config_hash"] == cfg.config_hash and m["n_parameters"] > 0
     assert set(m["versions"]) >= {"torch", "numpy", "python"}
+    (segment,) = m["segments"]  # one process trained it, over every epoch it ran
+    assert (segment["from_epoch"], segment["to_epoch"]) == (0, m["epochs_run"])
+    assert segment["git"] == m["git"] and segment["device_name"] == m["device_name"]
+    assert segment["determinism"] == m["determinism"]
     assert np.all(store.per_user(rid)["test/hr@10"] <= 1)
 
 
@@ -154,6 +158,33 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     assert full.selected.keys() == resumed.selected.keys()
+
+
+def test_a_resumed_run_lists_each_process_that_trained_it(tmp_path):
+    split = load_split("synthetic", "loo_sampled", 0, 50)
+    ckpt = tmp_path / "ck.pt"
+
+    def train(epochs, process, checkpoint=ckpt):
+        cfg = RunConfig(**{**CFG, "epochs": epochs})  # stops "early" at `epochs`
+        torch.manual_seed(cfg.seed)
+        return fit(BPRMF(split.n_users, split.n_items, cfg.dim), split.train, split.n_items,
+                   cfg, make_evaluator(split, cfg), checkpoint=checkpoint,
+                   checkpoint_every=0.0, process=process)
+
+    train(2, {"threads": 2, "flush": False})
+    train(3, {"threads": 1, "flush": True})
+    out = train(4, {"threads": 1, "flush": False})
+    assert out.segments == [{"threads": 2, "flush": False, "from_epoch": 0, "to_epoch": 2},
+                            {"threads": 1, "flush": True, "from_epoch": 2, "to_epoch": 3},
+                            {"threads": 1, "flush": False, "from_epoch": 3, "to_epoch": 4}]
+    alone = train(2, {"threads": 2}, checkpoint=None)  # one process: one segment
+    assert alone.segments == [{"threads": 2, "from_epoch": 0, "to_epoch": 2}]
+    old = torch.load(ckpt, weights_only=False)  # a checkpoint from before segments were kept
+    del old["segments"]
+    torch.save(old, ckpt)
+    assert train(5, {"threads": 1}).segments == [
+        {"from_epoch": 0, "to_epoch": 4, "recorded": False},
+        {"threads": 1, "from_epoch": 4, "to_epoch": 5}]
 
 
 def test_checkpoint_survives_a_kill_while_it_is_written(tmp_path, monkeypatch):
