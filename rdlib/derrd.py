@@ -1134,6 +1134,70 @@ def lambda_grid_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
                                                  "cell mean", "diff", "p"]), alpha)
 
 
+# ---------------------------------------------------------------- Fig. 5
+FIG5_VARIANTS: tuple[str, ...] = ("DE", "(a) attention", "(b) one expert, large",
+                                  "(c) one expert, small")
+
+
+def cluster_gains(store: ResultStore, cells: Sequence[Cell], setting: str, clusters: np.ndarray,
+                  variants: Sequence[str] = FIG5_VARIANTS, metric: str = "ndcg@20",
+                  seeds: Sequence[int] | None = None, noise_seeds: tuple[int, int] | None = (0, 1)
+                  ) -> pd.DataFrame:
+    """Fig. 5's data: each DE variant's test ``metric`` gain over the plain student, per user
+    cluster of the teacher space (``clusters``: the cluster of each user id,
+    :func:`rdlib.clusters.teacher_user_clusters`).
+
+    For each variant, the per-user gains (variant − student) are averaged over the seeds both
+    have (among ``seeds``, default all), then over the users of each cluster. With
+    ``noise_seeds`` (a, b) and both plain-student seeds stored, a row "Student b − a" gives the
+    same per-cluster difference between two seeds of one method: what a one-seed gain looks
+    like when there is none. One row per (variant, cluster): variant, cluster, users, n_seeds,
+    gain."""
+    key = f"test/{metric}"
+    students = {c.cfg.seed: c.cfg.run_id for c in cells if c.setting == setting
+                and c.method == "Student" and c.phi == 0.1 and store.has(c.cfg.run_id)}
+    runs: dict[str, dict[int, str]] = {}
+    for variant, cell in ablation_cells(cells, setting, variants):
+        if store.has(cell.cfg.run_id) and (seeds is None or cell.cfg.seed in seeds):
+            runs.setdefault(variant, {})[cell.cfg.seed] = cell.cfg.run_id
+    pairs = {v: [(students[s], runs[v][s]) for s in sorted(set(runs.get(v, {})) & set(students))]
+             for v in variants}  # (student run, variant run) per shared seed
+    if noise_seeds is not None and set(noise_seeds) <= set(students):
+        a, b = noise_seeds
+        pairs[f"Student {b} − {a}"] = [(students[a], students[b])]
+    n_clusters = int(clusters.max()) + 1
+    out = []
+    for variant, shared in pairs.items():
+        if not shared:
+            continue
+        gains = []
+        for base_id, run_id in shared:
+            base, run = store.per_user(base_id), store.per_user(run_id)
+            if not np.array_equal(base["test/users"], run["test/users"]):
+                raise ValueError(f"{run_id} and {base_id} rank other test users")
+            gains.append(run[key].astype(np.float64) - base[key])  # (users,)
+        label = clusters[base["test/users"]]  # (users,)
+        count = np.bincount(label, minlength=n_clusters)  # (C,)
+        total = np.bincount(label, weights=np.mean(gains, axis=0), minlength=n_clusters)  # (C,)
+        out += [{"variant": variant, "cluster": c, "users": int(count[c]),
+                 "n_seeds": len(shared), "gain": total[c] / count[c]}
+                for c in range(n_clusters) if count[c]]
+    return pd.DataFrame(out, columns=["variant", "cluster", "users", "n_seeds", "gain"])
+
+
+def cluster_gain_summary(gains: pd.DataFrame) -> pd.DataFrame:
+    """Per variant of :func:`cluster_gains`: seeds, clusters, how many gain (gain > 0), the
+    users of the clusters that do not, the mean gain over users and the worst cluster's gain."""
+    rows = []
+    for variant, g in gains.groupby("variant", sort=False):
+        rows.append({"variant": variant, "n_seeds": int(g["n_seeds"].iloc[0]),
+                     "clusters": len(g), "clusters gaining": int((g["gain"] > 0).sum()),
+                     "users in clusters not gaining": int(g.loc[g["gain"] <= 0, "users"].sum()),
+                     "mean gain": float(np.average(g["gain"], weights=g["users"])),
+                     "worst cluster": float(g["gain"].min())})
+    return pd.DataFrame(rows).set_index("variant") if rows else pd.DataFrame()
+
+
 # ---------------------------------------------------------------- Fig. 4
 def size_frame(rows: pd.DataFrame, columns: Sequence[tuple[str, int]] = (("hr", 5),
                                                                            ("ndcg", 5))

@@ -876,3 +876,41 @@ def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
                             {"from_epoch": 5, "to_epoch": 9, "determinism": {"flush_denormal": False}}]
     path.write_text(json.dumps(manifest))
     assert derrd.flushed_runs(store, pairs)[0] == "(a) attention seed 0"
+
+
+def test_cluster_gains_average_each_variants_gain_per_cluster(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "DE"], seeds=[0, 1])
+    clusters = np.arange(N_USERS) % 3  # users 0, 3, 6, ... in cluster 0
+    student = np.full(N_USERS, 0.5)
+    for c in cells:
+        if c.method == "Student":
+            _store_run(store, c, student)
+    pairs = dict(((v, c.cfg.seed), c) for v, c in derrd.ablation_cells(cells, "CiteULike/BPR"))
+    # DE: +0.1 HR@5 everywhere at seed 0, +0.3 at seed 1; attention: −0.2 in cluster 2 only
+    _store_run(store, pairs["DE", 0], student + 0.1)
+    _store_run(store, pairs["DE", 1], student + 0.3)
+    _store_run(store, pairs["(a) attention", 0], student - 0.2 * (clusters == 2))
+    got = derrd.cluster_gains(store, cells, "CiteULike/BPR", clusters, noise_seeds=None)
+    ndcg20 = 0.7 * 1.2  # _store_run's NDCG@20 per unit of HR@5
+    de = got[got["variant"] == "DE"].set_index("cluster")
+    assert list(de.index) == [0, 1, 2] and (de["users"] == N_USERS // 3).all()
+    assert (de["n_seeds"] == 2).all() and de["gain"].to_numpy() == pytest.approx([0.2 * ndcg20] * 3)
+    att = got[got["variant"] == "(a) attention"].set_index("cluster")
+    assert att["gain"].to_numpy() == pytest.approx([0, 0, -0.2 * ndcg20], abs=1e-6)
+    assert set(got["variant"]) == {"DE", "(a) attention"}  # (b), (c) not stored
+    only0 = derrd.cluster_gains(store, cells, "CiteULike/BPR", clusters, seeds=[0],
+                                noise_seeds=None)
+    assert only0.loc[only0["variant"] == "DE", "gain"].to_numpy() == pytest.approx([0.1 * ndcg20] * 3)
+    # the noise row: two student seeds, here the same per user, so no gain in any cluster
+    noise = derrd.cluster_gains(store, cells, "CiteULike/BPR", clusters)
+    noise = noise[noise["variant"] == "Student 1 − 0"]
+    assert len(noise) == 3 and (noise["gain"] == 0).all() and (noise["n_seeds"] == 1).all()
+    assert derrd.cluster_gains(store, cells, "CiteULike/BPR", clusters,
+                               noise_seeds=(0, 7))["variant"].nunique() == 2  # seed 7 not stored
+    summary = derrd.cluster_gain_summary(got)
+    assert summary.loc["DE", "clusters gaining"] == 3
+    assert summary.loc["(a) attention", "clusters gaining"] == 0  # zero is not a gain
+    assert summary.loc["(a) attention", "users in clusters not gaining"] == N_USERS
+    assert summary.loc["(a) attention", "worst cluster"] == pytest.approx(-0.2 * ndcg20)
+    assert summary.loc["(a) attention", "mean gain"] == pytest.approx(-0.2 * ndcg20 / 3)
