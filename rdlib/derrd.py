@@ -1134,6 +1134,19 @@ def lambda_grid_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
                                                  "cell mean", "diff", "p"]), alpha)
 
 
+def lambda_grid_summary(grid: pd.DataFrame, tests: pd.DataFrame) -> str:
+    """One sentence on a Table 5 grid (:func:`table5`) and its tests (:func:`lambda_grid_tests`):
+    the best stored cell, and the cells significantly below and above the Table 2 run."""
+    def named(rows: pd.DataFrame) -> str:
+        return ", ".join(f"(λ_DE {a:g}, λ_RRD {b:g})"
+                         for a, b in zip(rows["λ_DE"], rows["λ_RRD"], strict=True)) or "none"
+    best = grid.stack().idxmax()
+    sig = tests[tests["significant"]]
+    return (f"the best stored cell is λ_DE {best[0]:g}, λ_RRD {best[1]:g}; significantly below "
+            f"the Table 2 run: {named(sig[sig['diff'] < 0])}; significantly above it: "
+            f"{named(sig[sig['diff'] > 0])}.")
+
+
 # ---------------------------------------------------------------- Fig. 5
 FIG5_VARIANTS: tuple[str, ...] = ("DE", "(a) attention", "(b) one expert, large",
                                   "(c) one expert, small")

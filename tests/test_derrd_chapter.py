@@ -529,6 +529,13 @@ def test_lambda_grid_tests_pair_each_cell_with_the_table2_lambda(tmp_path):
     assert got.loc[(1e-1, 1e-1), "n_seeds"] == 1 and got.loc[(1e-1, 1e-1), "diff"] > 0
     assert list(got["p_holm"]) == list(derrd.holm(got["p"].to_numpy()))
     assert derrd.lambda_grid_tests(ResultStore(tmp_path / "empty"), cells, "CiteULike/BPR").empty
+    summary = derrd.lambda_grid_summary(derrd.table5(store, cells, "CiteULike/BPR", seeds=[0]), got.reset_index())
+    assert summary.startswith("the best stored cell is λ_DE 0.1, λ_RRD 0.1;")  # base + 0.01
+    assert "below the Table 2 run: (λ_DE 0.01, λ_RRD 0.1);" in summary
+    assert summary.endswith("significantly above it: (λ_DE 0.1, λ_RRD 0.1).")  # +0.01 per user
+    assert derrd.lambda_grid_summary(derrd.table5(store, cells, "CiteULike/BPR", seeds=[0]),
+                                     got.reset_index().assign(significant=False)).endswith(
+        "below the Table 2 run: none; significantly above it: none.")
 
 
 def test_claim4_self_distillation_reads_phi_one():
