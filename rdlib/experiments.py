@@ -131,6 +131,7 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, r
     ckpt = store.root / "checkpoints" / f"{cfg.run_id}.pt"
     if recompute and ckpt.exists():
         ckpt.unlink()
+    # this process's facts: its segment of the run (fit), and the manifest's top-level fields
     process = {"started_at": started.isoformat(timespec="seconds"), "git": git,
                "device_name": env.device_name(cfg.device), "torch": torch.__version__,
                "determinism": env.determinism_flags()}
@@ -156,9 +157,9 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, r
         curve["metric"], curve["k"] = mk.str[0], mk.str[1]
     manifest = {
         "run_id": cfg.run_id, "config": cfg.to_dict(), "config_hash": cfg.config_hash,
-        "git": git, "device": cfg.device, "device_name": env.device_name(cfg.device),
-        "versions": env.versions(), "determinism": env.determinism_flags(),
-        "started_at": started.isoformat(timespec="seconds"),
+        "git": process["git"], "device": cfg.device, "device_name": process["device_name"],
+        "versions": env.versions(), "determinism": process["determinism"],
+        "started_at": process["started_at"],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - t0, 3),
         "train_seconds": round(out.train_seconds, 3), "eval_seconds": round(out.eval_seconds, 3),
