@@ -169,22 +169,21 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         cells = derrd.chapter_grid(args.profile, args.settings, methods[args.study],
                                    seeds=args.seeds, phis=tuple(args.phis),
                                    lambdas=args.lambdas, device=args.device)
-        labels: dict[str, str] = {}  # run id → the study's name for the cell
+        picked: list[tuple[str, derrd.Cell]] = []  # (the study's name for the cell, cell)
         if args.study == "table4":
             picked = [(v, c) for s in args.settings
                       for v, c in derrd.ablation_cells(cells, s, args.variants or
                                                        tuple(derrd.ABLATIONS))]
-            labels = {c.cfg.run_id: v for v, c in picked}
-            cells = [c for _, c in picked]
         elif args.study == "table5":
             picked = [(f"λ_DE={l_de:g} λ_RRD={l_rrd:g}", c) for s in args.settings
                       for l_de, l_rrd, c in derrd.lambda_cells(cells, s)
                       if l_de in (args.lambda_de or derrd.LAMBDAS)
                       and l_rrd in (args.lambda_rrd or derrd.LAMBDAS)]
-            labels = {c.cfg.run_id: v for v, c in picked}
-            cells = [c for _, c in picked]
         elif args.study == "sweeps":
             cells = derrd.sweep_cells(cells)
+        if args.study in ("table4", "table5"):  # may pick none: then no cell runs
+            cells = [c for _, c in picked]
+        labels = {c.cfg.run_id: v for v, c in picked}  # run id → the study's name for it
     except ValueError as e:
         raise _UsageError(str(e)) from e
     store = ResultStore(args.results_dir)
@@ -233,9 +232,9 @@ def _grid_lambda(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = None
+        value = math.nan  # close to no λ
     for grid_value in derrd.LAMBDAS:
-        if value is not None and math.isclose(value, grid_value):
+        if math.isclose(value, grid_value):
             return grid_value
     raise argparse.ArgumentTypeError(f"{text!r} is not a λ of the Table 5 grid {derrd.LAMBDAS}")
 
