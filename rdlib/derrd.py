@@ -20,7 +20,7 @@ model is built right after ``torch.manual_seed(s)``), so runs pair naturally by 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -1009,6 +1009,17 @@ def _mean_metrics(store: ResultStore, run_ids: Sequence[str], split: str = "test
     return m.groupby(["metric", "k"])["value"].mean().to_dict(), len(ids)
 
 
+def _stored_by_seed(store: ResultStore, pairs: Iterable[tuple[Hashable, Cell]]
+                    ) -> dict[Hashable, dict[int, str]]:
+    """The stored runs among (key, cell) ``pairs`` (:func:`ablation_cells`,
+    :func:`lambda_cells`), as key → {seed: run id}; keys with no stored run are left out."""
+    out: dict[Hashable, dict[int, str]] = {}
+    for key, cell in pairs:
+        if store.has(cell.cfg.run_id):
+            out.setdefault(key, {})[cell.cfg.seed] = cell.cfg.run_id
+    return out
+
+
 def table4(store: ResultStore, cells: Sequence[Cell], setting: str,
            columns: Sequence[tuple[str, int]] = (("hr", 5), ("ndcg", 5), ("hr", 10),
                                                  ("ndcg", 10))) -> pd.DataFrame:
@@ -1019,10 +1030,7 @@ def table4(store: ResultStore, cells: Sequence[Cell], setting: str,
     variant has, so that a variant run on fewer seeds is compared on equal terms (claim 5)."""
     _, _, _, base = SETTINGS[setting]
     paper = reports.paper_numbers("DE-RRD", dataset="Foursquare", base_model=base)
-    by_variant: dict[str, dict[int, str]] = {}
-    for variant, cell in ablation_cells(cells, setting):
-        if store.has(cell.cfg.run_id):
-            by_variant.setdefault(variant, {})[cell.cfg.seed] = cell.cfg.run_id
+    by_variant = _stored_by_seed(store, ablation_cells(cells, setting))
     out = []
     for variant, (label, _) in ABLATIONS.items():
         runs = by_variant.get(variant, {})
@@ -1056,10 +1064,7 @@ def ablation_tests(store: ResultStore, cells: Sequence[Cell], settings: Sequence
     for setting in settings:
         if SETTINGS[setting][1] != "bpr":
             continue
-        runs: dict[str, dict[int, str]] = {}
-        for variant, cell in ablation_cells(cells, setting):
-            if store.has(cell.cfg.run_id):
-                runs.setdefault(variant, {})[cell.cfg.seed] = cell.cfg.run_id
+        runs = _stored_by_seed(store, ablation_cells(cells, setting))
         for variant, (base, _) in ABLATIONS.items():
             if variant == base or not set(runs.get(variant, {})) & set(runs.get(base, {})):
                 continue
@@ -1077,11 +1082,8 @@ def ablation_tests(store: ResultStore, cells: Sequence[Cell], settings: Sequence
 def table5_seeds(store: ResultStore, cells: Sequence[Cell], setting: str) -> list[int]:
     """The seeds stored for every stored cell of ``setting``'s Table 5 grid, so that the grid's
     cells are means over the same seeds (the Table 2 cell may have more seeds than the rest)."""
-    seeds: dict[tuple[float, float], set[int]] = {}
-    for l_de, l_rrd, cell in lambda_cells(cells, setting):
-        if store.has(cell.cfg.run_id):
-            seeds.setdefault((l_de, l_rrd), set()).add(cell.cfg.seed)
-    return sorted(set.intersection(*seeds.values())) if seeds else []
+    grid = _stored_by_seed(store, (((a, b), c) for a, b, c in lambda_cells(cells, setting)))
+    return sorted(set.intersection(*(set(runs) for runs in grid.values()))) if grid else []
 
 
 def table5(store: ResultStore, cells: Sequence[Cell], setting: str, split: str = "test",
@@ -1113,19 +1115,17 @@ def lambda_grid_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
     key = f"test/{metric[0]}@{metric[1]}"
     table2 = {c.cfg.run_id for c in cells if c.setting == setting and c.method == "DE-RRD"
               and c.phi == 0.1}
-    grid: dict[tuple[float, float], dict[int, str]] = {}
-    for l_de, l_rrd, cell in lambda_cells(cells, setting):
-        if store.has(cell.cfg.run_id):
-            grid.setdefault((l_de, l_rrd), {})[cell.cfg.seed] = cell.cfg.run_id
-    ref = [lam for lam, runs in grid.items() if set(runs.values()) & table2]
+    grid = _stored_by_seed(store, (((a, b), c) for a, b, c in lambda_cells(cells, setting)))
+    ref = next((lam for lam, runs in grid.items() if set(runs.values()) & table2), None)
     out = []
-    if ref:
-        base = pd.Series(grid[ref[0]])
+    if ref is not None:
+        base = pd.Series(grid[ref])
+        base_users = {r: store.per_user(r) for r in base}  # read once for every cell
         for (l_de, l_rrd), runs in grid.items():
             a = pd.Series(runs)
-            if (l_de, l_rrd) == ref[0] or not set(a.index) & set(base.index):
+            if (l_de, l_rrd) == ref or not set(a.index) & set(base.index):
                 continue
-            per_user = {r: store.per_user(r) for r in (*a, *base)}
+            per_user = {**base_users, **{r: store.per_user(r) for r in a}}
             seeds, vb, va, p = _seed_paired(per_user, base, a, key)
             out.append({"λ_DE": l_de, "λ_RRD": l_rrd, "n_seeds": len(seeds),
                         "table2 mean": vb.mean(), "cell mean": va.mean(),
@@ -1169,10 +1169,8 @@ def cluster_gains(store: ResultStore, cells: Sequence[Cell], setting: str, clust
     key = f"test/{metric}"
     students = {c.cfg.seed: c.cfg.run_id for c in cells if c.setting == setting
                 and c.method == "Student" and c.phi == 0.1 and store.has(c.cfg.run_id)}
-    runs: dict[str, dict[int, str]] = {}
-    for variant, cell in ablation_cells(cells, setting, variants):
-        if store.has(cell.cfg.run_id) and (seeds is None or cell.cfg.seed in seeds):
-            runs.setdefault(variant, {})[cell.cfg.seed] = cell.cfg.run_id
+    runs = _stored_by_seed(store, ((v, c) for v, c in ablation_cells(cells, setting, variants)
+                                   if seeds is None or c.cfg.seed in seeds))
     pairs = {v: [(students[s], runs[v][s]) for s in sorted(set(runs.get(v, {})) & set(students))]
              for v in variants}  # (student run, variant run) per shared seed
     if noise_seeds is not None and set(noise_seeds) <= set(students):
