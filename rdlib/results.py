@@ -185,16 +185,52 @@ class ResultStore:
         with np.load(self.run_dir(run_id) / "per_user.npz") as z:
             return {k: z[k] for k in z.files}
 
+    def errata(self) -> list[dict]:
+        """Corrections to stored manifests, from ``<root>/errata.json`` (none when it is absent).
+
+        A manifest is the record a run wrote; a fact it got wrong (the commit of a tree copied to
+        a GPU machine with a stale ``.git``) is corrected here, beside it, not by rewriting it.
+        Each erratum names its ``runs``, the manifest ``field``, the value ``recorded`` there,
+        the ``corrected`` value and ``why``. Every erratum is checked against the manifests, so
+        a correction cannot silently outlive or miss the record it corrects: a run that is not
+        stored, or a manifest whose field no longer holds ``recorded``, raises ValueError
+        naming the run.
+        """
+        path = self.root / "errata.json"
+        if not path.is_file():
+            return []
+        errata = json.loads(path.read_text())["errata"]
+        for i, e in enumerate(errata):
+            missing = {"runs", "field", "recorded", "corrected", "why"} - set(e)
+            if missing:
+                raise ValueError(f"erratum {i} in {path} lacks {sorted(missing)}")
+            for r in e["runs"]:
+                if not self.has(r):
+                    raise ValueError(f"erratum {i} in {path} names run {r!r}, which is not stored")
+                held = self.manifest(r).get(e["field"])
+                if held != e["recorded"]:
+                    raise ValueError(f"erratum {i} in {path}: manifest of {r} holds "
+                                     f"{e['field']}={held!r}, not the recorded {e['recorded']!r}")
+        return errata
+
     def manifests(self) -> pd.DataFrame:
-        """One row per finished run with its provenance, for the book's provenance page."""
+        """One row per finished run with its provenance, for the book's provenance page.
+
+        Fields corrected by :meth:`errata` show the corrected value; ``erratum`` says which
+        field of the row was corrected (empty when none was)."""
+        fixes: dict[str, dict] = {}  # run id -> {field: corrected value}
+        for e in self.errata():
+            for r in e["runs"]:
+                fixes.setdefault(r, {})[e["field"]] = e["corrected"]
         rows = []
         for r in self.run_ids():
-            m = self.manifest(r)
+            fixed = fixes.get(r, {})
+            m = {**self.manifest(r), **fixed}
             rows.append({"run_id": r, "paper": m["config"].get("paper"),
                          "dataset": m["config"].get("dataset"), "device": m.get("device_name"),
                          "commit": str(m.get("git", {}).get("commit", ""))[:10],
                          "wall_time_s": m.get("wall_time_s"), "torch": m["versions"]["torch"],
-                         "finished_at": m.get("finished_at")})
+                         "finished_at": m.get("finished_at"), "erratum": ", ".join(sorted(fixed))})
         return pd.DataFrame(rows)
 
 

@@ -155,3 +155,47 @@ def test_atomic_write_uses_a_fresh_temporary_name_each_call(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "b"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["topk.pt"]
+
+
+def _erratum(runs, recorded, corrected):
+    return {"runs": runs, "field": "git", "recorded": recorded, "corrected": corrected,
+            "why": "stale .git on the copy"}
+
+
+def test_errata_correct_the_provenance_table_not_the_manifest(tmp_path):
+    store = ResultStore(tmp_path)
+    stale, right = {"commit": "aaaaaaaaaaaa", "dirty": True}, {"commit": "bbbbbbbbbbbb", "dirty": None}
+    for r in ("r1", "r2"):
+        rec = _record(r)
+        rec.manifest["git"] = stale
+        store.save(rec)
+    assert store.errata() == [] and set(store.manifests()["commit"]) == {"aaaaaaaaaa"}
+    (tmp_path / "errata.json").write_text(json.dumps({"errata": [_erratum(["r2"], stale, right)]}))
+    table = store.manifests().set_index("run_id")
+    assert table.loc["r1", "commit"] == "aaaaaaaaaa" and table.loc["r1", "erratum"] == ""
+    assert table.loc["r2", "commit"] == "bbbbbbbbbb" and table.loc["r2", "erratum"] == "git"
+    assert store.manifest("r2")["git"] == stale  # the run's own record is left as it wrote it
+
+
+@pytest.mark.parametrize("runs, recorded, message", [
+    (["gone"], {"commit": "aaaaaaaaaaaa", "dirty": True}, "names run 'gone', which is not stored"),
+    (["r1"], {"commit": "cccccccccccc", "dirty": True}, "manifest of r1 holds git="),
+])
+def test_an_erratum_that_does_not_match_its_run_is_an_error(tmp_path, runs, recorded, message):
+    store = ResultStore(tmp_path)
+    rec = _record("r1")
+    rec.manifest["git"] = {"commit": "aaaaaaaaaaaa", "dirty": True}
+    store.save(rec)
+    (tmp_path / "errata.json").write_text(json.dumps({"errata": [_erratum(runs, recorded, {})]}))
+    with pytest.raises(ValueError, match=message):
+        store.manifests()
+    (tmp_path / "errata.json").write_text(json.dumps({"errata": [{"runs": ["r1"]}]}))
+    with pytest.raises(ValueError, match=r"erratum 0 .* lacks \['corrected', 'field'"):
+        store.errata()
+
+
+def test_the_committed_errata_match_their_runs():
+    """``results/errata.json`` names stored runs whose manifests still hold what it corrects."""
+    store = ResultStore()
+    errata = store.errata()
+    assert errata and all(e["runs"] for e in errata)
