@@ -1147,6 +1147,22 @@ def lambda_grid_summary(grid: pd.DataFrame, tests: pd.DataFrame) -> str:
             f"{named(sig[sig['diff'] > 0])}.")
 
 
+
+def lambda_grid_agreement(ours: pd.DataFrame, paper: pd.DataFrame) -> dict[str, float]:
+    """How alike two Table 5 grids are in shape: Spearman's ρ between their values over the
+    (λ_DE, λ_RRD) cells both hold, with its two-sided p and the number of cells ``n``.
+
+    The grids come from different datasets (ours CiteULike, the paper's Foursquare) and their
+    levels differ, so their values are not compared; their orderings are. ρ = 1: the λ pairs
+    rank the same in both; ρ near 0: λ affects them differently. With fewer than 3 shared cells
+    ρ is not defined (NaN)."""
+    both = pd.concat({"ours": ours.stack(), "paper": paper.stack()}, axis=1).dropna()
+    if len(both) < 3:
+        return {"rho": float("nan"), "p": float("nan"), "n": len(both)}
+    rho, p = sps.spearmanr(both["ours"], both["paper"])
+    return {"rho": float(rho), "p": float(p), "n": len(both)}
+
+
 # ---------------------------------------------------------------- Fig. 5
 FIG5_VARIANTS: tuple[str, ...] = ("DE", "(a) attention", "(b) one expert, large",
                                   "(c) one expert, small")

@@ -921,3 +921,18 @@ def test_cluster_gains_average_each_variants_gain_per_cluster(tmp_path):
     assert summary.loc["(a) attention", "users in clusters not gaining"] == N_USERS
     assert summary.loc["(a) attention", "worst cluster"] == pytest.approx(-0.2 * ndcg20)
     assert summary.loc["(a) attention", "mean gain"] == pytest.approx(-0.2 * ndcg20 / 3)
+
+
+def test_lambda_grid_agreement_ranks_the_cells_both_grids_hold():
+    paper = derrd.paper_lambda_grid("BPR")
+    ours = paper * 0.5 - 0.1  # same order, other level: ρ = 1 on all 16 cells
+    got = derrd.lambda_grid_agreement(ours, paper)
+    assert got["n"] == 16 and got["rho"] == pytest.approx(1.0) and got["p"] < 1e-6
+    reversed_ = -ours
+    reversed_.loc[[1e-2, 1e-1]] = np.nan  # rows λ_DE 1e-4 and 1e-3 only, in reverse order
+    got = derrd.lambda_grid_agreement(reversed_, paper)
+    assert got["n"] == 8 and got["rho"] == pytest.approx(-1.0)
+    two = ours * np.nan
+    two.loc[1e-1, [1e-4, 1e-3]] = 0.5
+    got = derrd.lambda_grid_agreement(two, paper)
+    assert got["n"] == 2 and np.isnan(got["rho"]) and np.isnan(got["p"])
