@@ -1147,7 +1147,6 @@ def lambda_grid_summary(grid: pd.DataFrame, tests: pd.DataFrame) -> str:
             f"{named(sig[sig['diff'] > 0])}.")
 
 
-
 def lambda_grid_agreement(ours: pd.DataFrame, paper: pd.DataFrame) -> dict[str, float]:
     """How alike two Table 5 grids are in shape: Spearman's ρ between their values over the
     (λ_DE, λ_RRD) cells both hold, with its two-sided p and the number of cells ``n``.
