@@ -1079,10 +1079,16 @@ def ablation_tests(store: ResultStore, cells: Sequence[Cell], settings: Sequence
                       alpha)
 
 
+def _stored_lambda_runs(store: ResultStore, cells: Sequence[Cell], setting: str
+                        ) -> dict[tuple[float, float], dict[int, str]]:
+    """The stored runs of ``setting``'s Table 5 grid as (λ_DE, λ_RRD) → {seed: run id}."""
+    return _stored_by_seed(store, (((a, b), c) for a, b, c in lambda_cells(cells, setting)))
+
+
 def table5_seeds(store: ResultStore, cells: Sequence[Cell], setting: str) -> list[int]:
     """The seeds stored for every stored cell of ``setting``'s Table 5 grid, so that the grid's
     cells are means over the same seeds (the Table 2 cell may have more seeds than the rest)."""
-    grid = _stored_by_seed(store, (((a, b), c) for a, b, c in lambda_cells(cells, setting)))
+    grid = _stored_lambda_runs(store, cells, setting)
     return sorted(set.intersection(*(set(runs) for runs in grid.values()))) if grid else []
 
 
@@ -1115,7 +1121,7 @@ def lambda_grid_tests(store: ResultStore, cells: Sequence[Cell], setting: str,
     key = f"test/{metric[0]}@{metric[1]}"
     table2 = {c.cfg.run_id for c in cells if c.setting == setting and c.method == "DE-RRD"
               and c.phi == 0.1}
-    grid = _stored_by_seed(store, (((a, b), c) for a, b, c in lambda_cells(cells, setting)))
+    grid = _stored_lambda_runs(store, cells, setting)
     ref = next((lam for lam, runs in grid.items() if set(runs.values()) & table2), None)
     out = []
     if ref is not None:
