@@ -1168,6 +1168,22 @@ def lambda_grid_agreement(ours: pd.DataFrame, paper: pd.DataFrame) -> dict[str, 
     return {"rho": float(rho), "p": float(p), "n": len(both)}
 
 
+def lambda_main_effects(grid: pd.DataFrame) -> pd.DataFrame:
+    """Each λ's main effect in a Table 5 grid (ours, :func:`table5`, or the paper's,
+    :func:`paper_lambda_grid`): the metric at each value of one λ averaged over the values of
+    the other, and its ``range`` (max − min), which says how much that λ moves the result.
+
+    Rows ``"λ_DE"`` (the grid's row means) and ``"λ_RRD"`` (its column means); columns the λ
+    values, then ``range``. Both λ share the grid {1e-4, 1e-3, 1e-2, 1e-1}. A mean over a row or
+    column with an empty cell is NaN, not the mean of the cells that are there: over an
+    incomplete grid those means would weigh the other λ's values unequally."""
+    effects = pd.DataFrame({"λ_DE": grid.mean(axis=1, skipna=False),
+                            "λ_RRD": grid.mean(axis=0, skipna=False)}).T  # (2, n values)
+    effects.columns = list(effects.columns)
+    effects["range"] = effects.max(axis=1, skipna=False) - effects.min(axis=1, skipna=False)
+    return effects
+
+
 # ---------------------------------------------------------------- Fig. 5
 FIG5_VARIANTS: tuple[str, ...] = ("DE", "(a) attention", "(b) one expert, large",
                                   "(c) one expert, small")

@@ -923,6 +923,27 @@ def test_cluster_gains_average_each_variants_gain_per_cluster(tmp_path):
     assert summary.loc["(a) attention", "mean gain"] == pytest.approx(-0.2 * ndcg20 / 3)
 
 
+def test_lambda_main_effects_are_row_and_column_means_of_an_additive_grid():
+    lams = [1e-4, 1e-3, 1e-2, 1e-1]
+    a, b = np.array([0.0, 0.01, 0.02, 0.05]), np.array([0.3, 0.1, 0.0, 0.2])
+    grid = pd.DataFrame(0.4 + a[:, None] + b[None, :], index=pd.Index(lams, name="λ_DE"),
+                        columns=pd.Index(lams, name="λ_RRD"))  # value = 0.4 + a_DE + b_RRD
+    got = derrd.lambda_main_effects(grid)
+    assert list(got.index) == ["λ_DE", "λ_RRD"] and list(got.columns) == [*lams, "range"]
+    np.testing.assert_allclose(got.loc["λ_DE", lams].to_numpy(float), 0.4 + a + b.mean())
+    np.testing.assert_allclose(got.loc["λ_RRD", lams].to_numpy(float), 0.4 + b + a.mean())
+    assert got.loc["λ_DE", "range"] == pytest.approx(0.05)
+    assert got.loc["λ_RRD", "range"] == pytest.approx(0.3)
+    paper = derrd.lambda_main_effects(derrd.paper_lambda_grid("BPR"))  # hand-worked on the data
+    assert paper.loc["λ_RRD", 1e-3] == pytest.approx(
+        derrd.paper_lambda_grid("BPR")[1e-3].sum() / 4)
+    grid.loc[1e-2, 1e-3] = np.nan  # an empty cell: its row and column have no mean
+    got = derrd.lambda_main_effects(grid)
+    assert np.isnan(got.loc["λ_DE", 1e-2]) and np.isnan(got.loc["λ_RRD", 1e-3])
+    assert np.isnan(got.loc["λ_DE", "range"]) and np.isnan(got.loc["λ_RRD", "range"])
+    assert got.loc["λ_DE", 1e-4] == pytest.approx(0.4 + a[0] + b.mean())
+
+
 def test_lambda_grid_agreement_ranks_the_cells_both_grids_hold():
     paper = derrd.paper_lambda_grid("BPR")
     ours = paper * 0.5 - 0.1  # same order, other level: ρ = 1 on all 16 cells
