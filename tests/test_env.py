@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from rdlib import env
 
@@ -43,3 +44,33 @@ def test_determinism_flags_record_whether_denormals_are_flushed():
     assert not env.flush_denormal_enabled()
     assert env.determinism_flags()["flush_denormal"] is False
     assert float(torch.full((1,), 1e-39) * 1.0) > 0.0
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 23
+model\t\t: 1
+model name\t: AMD EPYC
+flags\t\t: fpu avx2
+
+processor\t: 1
+cpu family\t: 25
+model\t\t: 17
+model name\t: Some Other CPU
+"""
+
+
+def test_cpu_model_reads_the_first_processor_with_its_family_and_model():
+    assert env.cpu_model(CPUINFO) == "AMD EPYC (family 23, model 1)"
+
+
+def test_cpu_model_without_family_numbers_is_the_name_alone():
+    assert env.cpu_model("model name\t: Neoverse-N1\n") == "Neoverse-N1"
+
+
+def test_cpu_device_name_names_the_cpu_its_vector_unit_and_threads(monkeypatch):
+    monkeypatch.setattr(env, "cpu_model", lambda: "AMD EPYC (family 23, model 1)")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.setattr(env.platform, "machine", lambda: "x86_64")
+    assert env.device_name("cpu") == "cpu (AMD EPYC (family 23, model 1), AVX2, x86_64, 3 threads)"
