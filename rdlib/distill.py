@@ -120,7 +120,8 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
     ``cfg.device``.
 
     A stored teacher run whose ``.best.pt`` is missing (a fresh clone: checkpoints are not
-    committed) is retrained with ``recompute=True``; a stored run with its checkpoint is reused
+    committed) is retrained with ``recompute=True``, resuming an interrupted retrain from its
+    checkpoint; a stored run with its checkpoint is reused
     as is, whatever the student's ``recompute``. Retraining replaces the stored teacher run, so
     it is refused when that run was made on another kind of device: a CPU run repeats a CPU
     run's numbers exactly, not a GPU run's, and the students already distilled from the stored
@@ -141,7 +142,8 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
                 f"retraining it on {cfg.device} would not repeat it and would replace the "
                 f"stored run that other students were distilled from. Put its checkpoint "
                 f"there, or run this student on {made_on}.")
-    run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing)
+    # resume: a session cut off while retraining leaves a checkpoint worth hours on a CPU
+    run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing, resume=True)
     if not ckpt.is_file():
         raise RuntimeError(f"teacher {tcfg.run_id} finished without a checkpoint at {ckpt}")
     split = load_split(tcfg.dataset, tcfg.protocol, tcfg.split_seed, tcfg.n_eval_negatives,

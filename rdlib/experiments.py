@@ -91,8 +91,15 @@ def make_evaluator(split: Split, cfg: RunConfig):
 
 
 def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
-                   data_dir: str | None = None, recompute: bool | None = None) -> str:
-    """Run ``cfg`` unless the store already holds it; return its ``run_id``."""
+                   data_dir: str | None = None, recompute: bool | None = None,
+                   resume: bool = False) -> str:
+    """Run ``cfg`` unless the store already holds it; return its ``run_id``.
+
+    ``recompute`` trains it again even so, from scratch: a checkpoint left by an interrupted
+    earlier recomputation is discarded, unless ``resume``, which continues it (a teacher
+    retrained because its weights are missing, :func:`rdlib.distill.ensure_teacher`: the
+    checkpoint can only come from an interrupted retrain of the same config).
+    """
     store = store or ResultStore()
     if recompute is None:
         recompute = os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
@@ -106,13 +113,14 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
     with run_lock(store.root / "checkpoints" / f"{cfg.run_id}.lock"):
         if store.has(cfg.run_id) and not recompute:  # finished by another process meanwhile
             return cfg.run_id
-        _train_and_store(cfg, store, data_dir, recompute, teacher)
+        _train_and_store(cfg, store, data_dir, recompute and not resume, teacher)
     return cfg.run_id
 
 
-def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, recompute: bool,
+def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, fresh: bool,
                      teacher: Recommender | None) -> None:
-    """Train ``cfg`` (resuming from its checkpoint), then store its record and best state."""
+    """Train ``cfg`` (resuming from its checkpoint unless ``fresh``), then store its record and
+    best state."""
     kd = teacher is not None
     if kd:
         teacher_cfg = distill.teacher_config(cfg)
@@ -129,7 +137,7 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, r
             cfg, teacher, model, split, cache_dir=store.root / "cache" / "teacher_topk",
             teacher_checkpoint=distill.teacher_checkpoint_path(store, teacher_cfg))
     ckpt = store.root / "checkpoints" / f"{cfg.run_id}.pt"
-    if recompute and ckpt.exists():
+    if fresh and ckpt.exists():
         ckpt.unlink()
     # this process's facts: its segment of the run (fit), and the manifest's top-level fields
     process = {"started_at": started.isoformat(timespec="seconds"), "git": git,

@@ -2,6 +2,7 @@
 trained once and reused, retrained when its checkpoint is missing, clear errors, distinct ids."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -96,6 +97,30 @@ def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
     run_experiment(b, store=store)
     assert calls == [tcfg.run_id, b.run_id]
     assert ckpt.read_bytes() == before  # same config and seed on CPU: the same weights
+
+
+def test_interrupted_teacher_retrain_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A session cut off while a missing teacher is retrained: the next one continues it."""
+    store = ResultStore(tmp_path)
+    a, b = student("de"), student("de", lmbda_de=0.1)
+    tcfg = distill.teacher_config(a)
+    run_experiment(a, store=store)
+    best = distill.teacher_checkpoint_path(store, tcfg)
+    before = best.read_bytes()
+    best.unlink()
+    real = ex.fit
+
+    def cut_off(model, train, n_items, cfg, *args, **kw):  # one epoch checkpointed, then killed
+        real(model, train, n_items, replace(cfg, epochs=1), *args, **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ex, "fit", cut_off)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(b, store=store)
+    assert (tmp_path / "checkpoints" / f"{tcfg.run_id}.pt").is_file()
+    monkeypatch.setattr(ex, "fit", real)
+    run_experiment(b, store=store)
+    assert store.manifest(tcfg.run_id)["resumed_from_epoch"] == 1  # not started over
+    assert best.read_bytes() == before  # and the resumed retrain has the same weights
 
 
 def test_teacher_made_on_another_device_is_not_retrained(tmp_path, monkeypatch):
