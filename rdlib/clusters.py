@@ -88,7 +88,7 @@ def teacher_user_clusters(store: ResultStore, teacher: RunConfig, n_clusters: in
                           "each user's vector scaled to unit length",
         "method": f"scipy.cluster.vq.kmeans2(k={n_clusters}, iter=100, minit='++', "
                   f"seed=numpy.random.default_rng({seed})), clusters numbered by size",
-        "scipy": scipy.__version__, "torch": torch.__version__, "git": env.git_state(),
+        "scipy": scipy.__version__, "torch": torch.__version__, "git": env.code_git_state(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "sizes": np.bincount(labels, minlength=n_clusters).tolist(),
     }

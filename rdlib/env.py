@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -35,6 +36,18 @@ def git_state() -> dict[str, str | bool]:
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": True}
     return {"commit": commit, "dirty": dirty}
+
+
+@functools.cache
+def code_git_state() -> dict[str, str | bool]:
+    """:func:`git_state` as it was when this process first asked, which :mod:`rdlib.experiments`
+    does as it is imported.
+
+    A process that trains several runs in turn (``rdlib run derrd``, a notebook) runs the code
+    it imported, for hours; a commit made meanwhile is not the code of its later runs, so their
+    manifests must not record it.
+    """
+    return git_state()
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:

@@ -28,6 +28,8 @@ from rdlib.protocols import Split, loo_from_fixed_split, loo_sampled, random_hol
 from rdlib.results import ResultStore, RunLocked, RunRecord, atomic_write, run_lock
 from rdlib.training import fit
 
+env.code_git_state()  # pinned now: the commit of the code this process has imported
+
 SYNTHETIC = "synthetic"
 #: what :func:`run_experiment` raises when one grid cell cannot run here and now but the others
 #: can: its teacher's weights are on another kind of device, or another process trains it (or
@@ -125,7 +127,7 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, f
     if kd:
         teacher_cfg = distill.teacher_config(cfg)
     started = datetime.now(UTC)
-    git = env.git_state()  # the code that runs is the code at the start, not at the end
+    git = env.code_git_state()  # the code this process imported, not what the tree holds now
     t0 = time.perf_counter()
     split = load_split(cfg.dataset, cfg.protocol, cfg.split_seed, cfg.n_eval_negatives, data_dir)
     torch.manual_seed(cfg.seed)  # initialisation drawn on CPU: same weights on every device

@@ -74,3 +74,15 @@ def test_cpu_device_name_names_the_cpu_its_vector_unit_and_threads(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     monkeypatch.setattr(env.platform, "machine", lambda: "x86_64")
     assert env.device_name("cpu") == "cpu (AMD EPYC (family 23, model 1), AVX2, x86_64, 3 threads)"
+
+
+def test_code_git_state_keeps_the_commit_the_process_started_with(monkeypatch):
+    """A commit made while a long process trains is not the code of its later runs."""
+    states = iter([{"commit": "imported", "dirty": False}, {"commit": "later", "dirty": False}])
+    monkeypatch.setattr(env, "git_state", lambda: next(states))
+    env.code_git_state.cache_clear()
+    try:
+        assert env.code_git_state()["commit"] == "imported"
+        assert env.code_git_state()["commit"] == "imported"  # not "later"
+    finally:
+        env.code_git_state.cache_clear()
