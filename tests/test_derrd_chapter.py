@@ -712,6 +712,25 @@ def test_size_frame_means_per_phi():
     assert set(got["metric"]) == {"HR@5", "NDCG@5"}
 
 
+def test_size_leaders_say_whether_de_rrd_leads_at_each_size():
+    cu, nm = "CiteULike/BPR", "CiteULike/NeuMF"
+    small = _rows({(cu, "RRD"): [0.46, 0.48], (cu, "DE-RRD"): [0.48], (cu, "Student"): [0.6],
+                   (nm, "RD"): [0.30], (nm, "CD"): [0.31]})
+    half = _rows({(cu, "RD"): [0.52], (cu, "DE-RRD"): [0.51]})
+    half["phi"] = 0.5
+    alone = _rows({(cu, "DE-RRD"): [0.53], (cu, "Teacher"): [0.5]})
+    alone.loc[alone["method"] == "DE-RRD", "phi"] = 1.0
+    got = derrd.size_leaders(derrd.size_frame(pd.concat([small, half, alone], ignore_index=True)))
+    got = got.set_index(["setting", "phi"])
+    # 0.48 against RRD's mean 0.47; the plain student (0.6) is no KD method
+    assert got.loc[(cu, 0.1), "DE-RRD leads"] is True and got.loc[(cu, 0.1), "best"] == "DE-RRD"
+    assert got.loc[(cu, 0.1), "best other mean"] == pytest.approx(0.47)
+    assert got.loc[(cu, 0.5), "DE-RRD leads"] is False and got.loc[(cu, 0.5), "best"] == "RD"
+    assert got.loc[(cu, 1.0), "DE-RRD leads"] is None  # no other KD method at that size
+    assert got.loc[(nm, 0.1), "DE-RRD leads"] is None and got.loc[(nm, 0.1), "best"] == "CD"
+    assert got.loc[(nm, 0.1), "methods"] == "RD, CD"
+
+
 def test_stored_rows_label_a_shared_run_once_per_cell(tmp_path):
     """The φ = 1.0 plain student of seed 0 has the teacher's config, so one run fills both."""
     store = ResultStore(tmp_path)
