@@ -85,14 +85,22 @@ def test_teacher_trained_once_and_topk_cached(tmp_path, monkeypatch):
     assert store.manifest(b.run_id)["teacher_run_id"] == tid
 
 
-def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
+def stored_teacher_without_weights(tmp_path):
+    """A store holding a DE student and its teacher run, but not the teacher's weights (a
+    fresh clone: results committed, checkpoints not). Returns the store, a second student of
+    that teacher, the teacher's config, its checkpoint path and the bytes it had."""
     store = ResultStore(tmp_path)
     a, b = student("de"), student("de", lmbda_de=0.1)
     tcfg = distill.teacher_config(a)
     run_experiment(a, store=store)
     ckpt = distill.teacher_checkpoint_path(store, tcfg)
     before = ckpt.read_bytes()
-    ckpt.unlink()  # a fresh clone: results committed, checkpoints not
+    ckpt.unlink()
+    return store, b, tcfg, ckpt, before
+
+
+def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
+    store, b, tcfg, ckpt, before = stored_teacher_without_weights(tmp_path)
     calls = count_fits(monkeypatch)
     run_experiment(b, store=store)
     assert calls == [tcfg.run_id, b.run_id]
@@ -101,13 +109,7 @@ def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
 
 def test_interrupted_teacher_retrain_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """A session cut off while a missing teacher is retrained: the next one continues it."""
-    store = ResultStore(tmp_path)
-    a, b = student("de"), student("de", lmbda_de=0.1)
-    tcfg = distill.teacher_config(a)
-    run_experiment(a, store=store)
-    best = distill.teacher_checkpoint_path(store, tcfg)
-    before = best.read_bytes()
-    best.unlink()
+    store, b, tcfg, best, before = stored_teacher_without_weights(tmp_path)
     real = ex.fit
 
     def cut_off(model, train, n_items, cfg, *args, **kw):  # one epoch checkpointed, then killed
