@@ -56,8 +56,9 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     Seconds per epoch are only comparable on the same CPU: a dense CiteULike/NeuMF DE epoch
     took about 100 s on one of this project's 2-core machines and about 390 s on another (this
     one: "AMD EPYC", family 23, model 1). A virtual machine's model name can be that generic,
-    so the family and model numbers, which tell the generations apart, are kept beside it. ``cpuinfo`` is the file's text (for tests); without ``/proc/cpuinfo``
-    (macOS, Windows) the answer is :func:`platform.processor`, or ``"unknown CPU"``.
+    so the family and model numbers, which tell the generations apart, are kept beside it.
+    ``cpuinfo`` is the file's text (for tests); without ``/proc/cpuinfo`` (macOS, Windows) the
+    answer is :func:`platform.processor`, or ``"unknown CPU"``.
     """
     if cpuinfo is None:
         try:
