@@ -22,8 +22,9 @@ are the same; the manifest records the resolved options.
 Teacher checkpoints: :func:`ensure_teacher` runs (or finds) the teacher with
 :func:`~rdlib.experiments.run_experiment` and loads ``<store.root>/checkpoints/<id>.best.pt``.
 Checkpoints are git-ignored, so in a fresh clone the teacher's *results* are in the store but its
-weights are not: the teacher is then **retrained** (``recompute=True``) — same config and seed,
-so on CPU the same weights and numbers, which are re-stored. Otherwise the teacher is never
+weights are not: the teacher is then **retrained** (``recompute=True``) with the same config and
+seed, and kept only if it repeats the stored numbers exactly (on the same CPU it does; on another
+it may not, and is then undone: :func:`ensure_teacher`). Otherwise the teacher is never
 recomputed on behalf of a student, not even with ``recompute=True`` / ``RDLIB_RECOMPUTE=1`` for
 the student (a grid of students would retrain it once per student); recompute the teacher's own
 config to refresh it.
@@ -35,11 +36,16 @@ checkpoint: a retrained teacher invalidates them.
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
+from rdlib import env
 from rdlib.config import RunConfig
 from rdlib.kd import RRD, DistillationExperts, DistillerSum, cached_teacher_topk, teacher_topk
 from rdlib.kd.cd import CollaborativeDistillation
@@ -47,7 +53,7 @@ from rdlib.kd.rd import RankingDistillation
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split
-from rdlib.results import ResultStore
+from rdlib.results import ResultStore, atomic_write
 from rdlib.training import Distiller
 
 _DE = {"lmbda_de": 0.01, "n_experts": 30, "selection": "gumbel", "expert_hidden": None}
@@ -126,6 +132,13 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
     it is refused when that run was made on another kind of device: a CPU run repeats a CPU
     run's numbers exactly, not a GPU run's, and the students already distilled from the stored
     teacher would no longer match it.
+
+    Nor does every CPU repeat every other CPU: a CiteULike NeuMF teacher (MLP layers, so MKL
+    and oneDNN kernels chosen per instruction set) retrained on an AVX-512 Xeon diverged from
+    the stored run within the first epoch, whereas the BPR teacher repeated it byte for byte.
+    So a retrain is checked against the stored metrics and per-user values
+    (:func:`_check_retrain`); one that differs is undone (the stored files are written back,
+    its weights set aside) and the student refused, here and on later calls on this CPU.
     """
     from rdlib.experiments import load_split, run_experiment  # experiments imports this module
 
@@ -142,8 +155,12 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
                 f"retraining it on {cfg.device} would not repeat it and would replace the "
                 f"stored run that other students were distilled from. Put its checkpoint "
                 f"there, or run this student on {made_on}.")
+        _refuse_known_mismatch(store, tcfg, cfg.device)
+        stored = _stored_files(store, tcfg.run_id)
     # resume: a session cut off while retraining leaves a checkpoint worth hours on a CPU
     run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing, resume=True)
+    if missing:
+        _check_retrain(store, tcfg, stored)
     if not ckpt.is_file():
         raise RuntimeError(f"teacher {tcfg.run_id} finished without a checkpoint at {ckpt}")
     split = load_split(tcfg.dataset, tcfg.protocol, tcfg.split_seed, tcfg.n_eval_negatives,
@@ -153,6 +170,74 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
     teacher.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     teacher.requires_grad_(False)
     return teacher.to(cfg.device).eval()
+
+
+def _unmatched_path(store: ResultStore, tcfg: RunConfig) -> Path:
+    """Where a retrain that did not repeat the stored teacher is recorded (beside its weights,
+    ``<id>.unmatched.best.pt``); git-ignored like every checkpoint."""
+    return store.root / "checkpoints" / f"{tcfg.run_id}.unmatched.json"
+
+
+def _stored_files(store: ResultStore, run_id: str) -> dict[str, bytes]:
+    """The stored run's files, to write back if its retrain does not repeat it."""
+    return {p.name: p.read_bytes() for p in store.run_dir(run_id).iterdir() if p.is_file()}
+
+
+def _refuse_known_mismatch(store: ResultStore, tcfg: RunConfig, device: str) -> None:
+    """Refuse at once where a retrain already failed to repeat the stored teacher on this very
+    device: another try would cost the same hours and end the same way."""
+    path = _unmatched_path(store, tcfg)
+    if not path.is_file():
+        return
+    note = json.loads(path.read_text())
+    if note.get("device_name") == env.device_name(device):
+        raise TeacherUnavailable(
+            f"teacher {tcfg.run_id}: a retrain on this device ({note['device_name']}) did not "
+            f"repeat the stored run ({note['difference']}); see {path}, and delete it to try "
+            f"again")
+
+
+def _check_retrain(store: ResultStore, tcfg: RunConfig, stored: dict[str, bytes]) -> None:
+    """Keep a retrained teacher only if it repeats the stored run's metrics and per-user values
+    exactly; else write the stored files back, set the new weights aside and raise
+    :class:`TeacherUnavailable`.
+
+    Students already stored were distilled from the stored teacher: pairing new students of a
+    different teacher with them (means over seeds, paired tests) would mix two teachers.
+    """
+    rid = tcfg.run_id
+    cols = ["split", "metric", "k", "value", "epoch"]
+    new_rows = store.metrics(rid)[cols].reset_index(drop=True)
+    old_rows = pd.read_csv(io.BytesIO(stored["metrics.csv"]))[cols].reset_index(drop=True)
+    with np.load(io.BytesIO(stored["per_user.npz"])) as z:
+        old_users = {k: z[k] for k in z.files}
+    new_users = store.per_user(rid)
+    same = (new_rows.equals(old_rows) and old_users.keys() == new_users.keys()
+            and all(np.array_equal(old_users[k], new_users[k]) for k in old_users))
+    if same:
+        return
+    before = json.loads(stored["manifest.json"])
+    made_here = store.manifest(rid).get("device_name", "?")
+
+    def hr5(rows: pd.DataFrame) -> str:
+        r = rows[(rows["split"] == "test") & (rows["metric"] == "hr") & (rows["k"] == 5)]
+        return (f"test HR@5 {r['value'].iloc[0]:.4f} at epoch {r['epoch'].iloc[0]}"
+                if len(r) else "no test HR@5")
+    difference = f"stored {hr5(old_rows)}, retrained {hr5(new_rows)}"
+    run_dir = store.run_dir(rid)
+    for name in sorted(stored, key=lambda n: n == "manifest.json"):  # manifest last
+        atomic_write(run_dir / name, lambda p, b=stored[name]: p.write_bytes(b))
+    ckpt = teacher_checkpoint_path(store, tcfg)
+    aside = ckpt.with_name(f"{rid}.unmatched.best.pt")
+    ckpt.replace(aside)
+    note = {"device_name": made_here, "stored_device_name": before.get("device_name", "?"),
+            "difference": difference, "weights": aside.name}
+    _unmatched_path(store, tcfg).write_text(json.dumps(note, indent=1) + "\n")
+    raise TeacherUnavailable(
+        f"teacher {rid} retrained on {made_here} does not repeat the stored run made on "
+        f"{note['stored_device_name']} ({difference}); the stored run is kept, the new weights "
+        f"are set aside as {aside}. Run this student where the stored teacher was made, or put "
+        f"its checkpoint at {ckpt}.")
 
 
 def _all_repr(fn, n: int, device: torch.device) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from rdlib import distill, env
 from rdlib.config import RunConfig
 from rdlib.evaluate import evaluate_full_ranking, evaluate_sampled
+from rdlib.kd.topk import file_digest
 from rdlib.metrics import split_metric_name
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
@@ -187,6 +188,9 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, f
     }
     if kd:
         manifest["teacher_run_id"] = teacher_cfg.run_id
+        # which weights: a teacher retrained elsewhere can differ (distill.ensure_teacher)
+        manifest["teacher_checkpoint_sha256"] = file_digest(
+            distill.teacher_checkpoint_path(store, teacher_cfg))
         manifest["distiller"] = {"options": distill.validate(cfg),
                                  **distill.distiller_summary(distiller)}
     store.save(RunRecord(cfg.run_id, manifest, frame, curve, per_user))

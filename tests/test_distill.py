@@ -10,6 +10,7 @@ import rdlib.experiments as ex
 from rdlib import distill
 from rdlib.config import RunConfig
 from rdlib.experiments import run_experiment
+from rdlib.kd.topk import file_digest
 from rdlib.results import ResultStore
 
 BASE = dict(dataset="synthetic", protocol="loo_sampled", dim=4, epochs=2, batch_size=512,
@@ -105,6 +106,38 @@ def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
     run_experiment(b, store=store)
     assert calls == [tcfg.run_id, b.run_id]
     assert ckpt.read_bytes() == before  # same config and seed on CPU: the same weights
+
+
+def test_retrain_that_does_not_repeat_the_stored_teacher_is_undone(tmp_path, monkeypatch):
+    """A stored teacher made on another CPU whose kernels round differently (simulated by
+    nudging its stored numbers): the retrain here differs, so it is undone and the student
+    refused, then refused at once on the next call instead of retraining for hours again."""
+    store, b, tcfg, ckpt, _ = stored_teacher_without_weights(tmp_path)
+    run = tmp_path / "runs" / tcfg.run_id
+    rows = store.metrics(tcfg.run_id)
+    rows.loc[(rows["split"] == "test") & (rows["metric"] == "hr"), "value"] += 0.01
+    rows.to_csv(run / "metrics.csv", index=False)
+    stored = {p.name: p.read_bytes() for p in run.iterdir()}
+    calls = count_fits(monkeypatch)
+    with pytest.raises(distill.TeacherUnavailable,
+                       match=r"does not repeat the stored run .*stored test HR@5 .* retrained"):
+        run_experiment(b, store=store)
+    assert calls == [tcfg.run_id]  # the teacher retrained, the student never started
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == stored  # stored run written back
+    assert not ckpt.exists()  # no student can load the unmatched weights
+    assert (ckpt.parent / f"{tcfg.run_id}.unmatched.best.pt").is_file()
+    assert not store.has(b.run_id)
+    with pytest.raises(distill.TeacherUnavailable, match=r"did not repeat.*delete it to try"):
+        run_experiment(b, store=store)
+    assert calls == [tcfg.run_id]  # refused without a second retrain
+
+
+def test_student_manifest_names_its_teacher_weights(tmp_path):
+    store = ResultStore(tmp_path)
+    cfg = student("rd")
+    run_experiment(cfg, store=store)
+    ckpt = distill.teacher_checkpoint_path(store, distill.teacher_config(cfg))
+    assert store.manifest(cfg.run_id)["teacher_checkpoint_sha256"] == file_digest(ckpt)
 
 
 def test_interrupted_teacher_retrain_resumes_from_its_checkpoint(tmp_path, monkeypatch):
