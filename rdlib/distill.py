@@ -36,10 +36,9 @@ checkpoint: a retrained teacher invalidates them.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -146,7 +145,8 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
     ckpt = teacher_checkpoint_path(store, tcfg)
     missing = store.has(tcfg.run_id) and not ckpt.is_file()
     if missing:
-        made = store.manifest(tcfg.run_id)
+        before = _read_stored(store, tcfg.run_id)
+        made = before.manifest
         made_on = torch.device(str(made.get("device", "cpu"))).type
         if made_on != torch.device(cfg.device).type:
             raise TeacherUnavailable(
@@ -156,11 +156,10 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
                 f"stored run that other students were distilled from. Put its checkpoint "
                 f"there, or run this student on {made_on}.")
         _refuse_known_mismatch(store, tcfg, cfg.device)
-        stored = _stored_files(store, tcfg.run_id)
     # resume: a session cut off while retraining leaves a checkpoint worth hours on a CPU
     run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing, resume=True)
     if missing:
-        _check_retrain(store, tcfg, stored)
+        _check_retrain(store, tcfg, before)
     if not ckpt.is_file():
         raise RuntimeError(f"teacher {tcfg.run_id} finished without a checkpoint at {ckpt}")
     split = load_split(tcfg.dataset, tcfg.protocol, tcfg.split_seed, tcfg.n_eval_negatives,
@@ -178,9 +177,23 @@ def _unmatched_path(store: ResultStore, tcfg: RunConfig) -> Path:
     return store.root / "checkpoints" / f"{tcfg.run_id}.unmatched.json"
 
 
-def _stored_files(store: ResultStore, run_id: str) -> dict[str, bytes]:
-    """The stored run's files, to write back if its retrain does not repeat it."""
-    return {p.name: p.read_bytes() for p in store.run_dir(run_id).iterdir() if p.is_file()}
+def _numbers(store: ResultStore, run_id: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """What a retrain must repeat: the run's metric rows (as stored) and per-user values."""
+    rows = store.metrics(run_id)[["split", "metric", "k", "value", "epoch"]]
+    return rows.reset_index(drop=True), store.per_user(run_id)
+
+
+class _StoredRun(NamedTuple):
+    """A stored run as it was before its retrain."""
+
+    files: dict[str, bytes]  # written back if the retrain does not repeat the run
+    manifest: dict
+    numbers: tuple[pd.DataFrame, dict[str, np.ndarray]]  # :func:`_numbers`
+
+
+def _read_stored(store: ResultStore, run_id: str) -> _StoredRun:
+    files = {p.name: p.read_bytes() for p in store.run_dir(run_id).iterdir() if p.is_file()}
+    return _StoredRun(files, store.manifest(run_id), _numbers(store, run_id))
 
 
 def _refuse_known_mismatch(store: ResultStore, tcfg: RunConfig, device: str) -> None:
@@ -197,7 +210,7 @@ def _refuse_known_mismatch(store: ResultStore, tcfg: RunConfig, device: str) -> 
             f"again")
 
 
-def _check_retrain(store: ResultStore, tcfg: RunConfig, stored: dict[str, bytes]) -> None:
+def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> None:
     """Keep a retrained teacher only if it repeats the stored run's metrics and per-user values
     exactly; else write the stored files back, set the new weights aside and raise
     :class:`TeacherUnavailable`.
@@ -206,17 +219,12 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, stored: dict[str, bytes]
     different teacher with them (means over seeds, paired tests) would mix two teachers.
     """
     rid = tcfg.run_id
-    cols = ["split", "metric", "k", "value", "epoch"]
-    new_rows = store.metrics(rid)[cols].reset_index(drop=True)
-    old_rows = pd.read_csv(io.BytesIO(stored["metrics.csv"]))[cols].reset_index(drop=True)
-    with np.load(io.BytesIO(stored["per_user.npz"])) as z:
-        old_users = {k: z[k] for k in z.files}
-    new_users = store.per_user(rid)
+    old_rows, old_users = before.numbers
+    new_rows, new_users = _numbers(store, rid)
     same = (new_rows.equals(old_rows) and old_users.keys() == new_users.keys()
             and all(np.array_equal(old_users[k], new_users[k]) for k in old_users))
     if same:
         return
-    before = json.loads(stored["manifest.json"])
     made_here = store.manifest(rid).get("device_name", "?")
 
     def hr5(rows: pd.DataFrame) -> str:
@@ -225,12 +233,12 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, stored: dict[str, bytes]
                 if len(r) else "no test HR@5")
     difference = f"stored {hr5(old_rows)}, retrained {hr5(new_rows)}"
     run_dir = store.run_dir(rid)
-    for name in sorted(stored, key=lambda n: n == "manifest.json"):  # manifest last
-        atomic_write(run_dir / name, lambda p, b=stored[name]: p.write_bytes(b))
+    for name in sorted(before.files, key=lambda n: n == "manifest.json"):  # manifest last
+        atomic_write(run_dir / name, lambda p, b=before.files[name]: p.write_bytes(b))
     ckpt = teacher_checkpoint_path(store, tcfg)
     aside = ckpt.with_name(f"{rid}.unmatched.best.pt")
     ckpt.replace(aside)
-    note = {"device_name": made_here, "stored_device_name": before.get("device_name", "?"),
+    note = {"device_name": made_here, "stored_device_name": before.manifest.get("device_name", "?"),
             "difference": difference, "weights": aside.name}
     _unmatched_path(store, tcfg).write_text(json.dumps(note, indent=1) + "\n")
     raise TeacherUnavailable(
