@@ -959,6 +959,13 @@ def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[
             and flushed(store.manifest(c.cfg.run_id))]
 
 
+def flushed_line(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> str:
+    """The line a chapter section prints under its table: :func:`flushed_runs` of ``pairs``,
+    joined by "; ", or "none"."""
+    return ("denormals flushed to zero (--flush-denormal): "
+            + ("; ".join(flushed_runs(store, pairs)) or "none"))
+
+
 def ablation_cells(cells: Sequence[Cell], setting: str,
                    variants: Sequence[str] = tuple(ABLATIONS)) -> list[tuple[str, Cell]]:
     """The Table 4 runs of ``setting`` at φ = 0.1: each variant applied to every stored seed's

@@ -895,6 +895,9 @@ def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
         manifest["determinism"] = {"flush_denormal": i > 0}  # the first run did not flush
         path.write_text(json.dumps(manifest))
     assert derrd.flushed_runs(store, pairs) == ["(a) attention seed 1", "(b) one expert, large seed 0"]
+    assert derrd.flushed_line(store, pairs) == ("denormals flushed to zero (--flush-denormal): "
+                                                "(a) attention seed 1; (b) one expert, large seed 0")
+    assert derrd.flushed_line(store, pairs[:1]).endswith(": none")
     # a run resumed without flushing, whose first process flushed, is listed too
     path = store.run_dir(pairs[0][1].cfg.run_id) / "manifest.json"
     manifest = json.loads(path.read_text())
