@@ -1276,26 +1276,31 @@ def size_frame(rows: pd.DataFrame, columns: Sequence[tuple[str, int]] = (("hr", 
 def size_leaders(sizes: pd.DataFrame, metric: str = "HR@5") -> pd.DataFrame:
     """The note on the paper's Fig. 4, "DE-RRD stays above the other KD methods at every size",
     read off :func:`size_frame`: per setting and student size φ, the KD method with the highest
-    mean ``metric``, DE-RRD's mean and the best other KD method's, and whether DE-RRD leads
-    (``None`` where DE-RRD or every other KD method is not stored at that size, since a lead
-    over nothing says nothing). ``methods`` lists the KD methods stored there, so a lead
-    among few is seen as such. Means over stored seeds; the φ = 0.5 tests say which gaps
+    mean ``metric``, DE-RRD's mean and the best other KD method's, each with its number of
+    seeds (``n``), and whether DE-RRD leads (``None`` where DE-RRD or every other KD method is
+    not stored at that size, since a lead over nothing says nothing). ``methods`` lists the KD
+    methods stored there, so a lead among few is seen as such, and the seed counts show a lead
+    resting on one or two seeds. Means over stored seeds; the φ = 0.5 tests say which gaps
     are beyond seed noise."""
     kd = sizes[(sizes["metric"] == metric) & sizes["method"].isin(KD_METHODS)]
     out = []
     for (setting, phi), g in kd.groupby(["setting", "phi"], sort=True):
-        means = g.set_index("method")["mean"]
+        by_method = g.set_index("method")
+        means, seeds = by_method["mean"], by_method["n"]
         others = means.drop("DE-RRD", errors="ignore")
+        other = others.idxmax() if len(others) else None
         row = {"setting": setting, "phi": phi, "methods": ", ".join(
                    m for m in KD_METHODS if m in means.index),
                "best": means.idxmax(), "DE-RRD": means.get("DE-RRD", np.nan),
-               "best other": others.idxmax() if len(others) else None,
-               "best other mean": others.max() if len(others) else np.nan}
+               "DE-RRD n": int(seeds.get("DE-RRD", 0)), "best other": other,
+               "best other mean": others.max() if len(others) else np.nan,
+               "best other n": int(seeds[other]) if other is not None else 0}
         row["DE-RRD leads"] = (None if np.isnan(row["DE-RRD"]) or not len(others)
                                else bool(row["DE-RRD"] > row["best other mean"]))
         out.append(row)
-    return pd.DataFrame(out, columns=["setting", "phi", "methods", "best", "DE-RRD",
-                                      "best other", "best other mean", "DE-RRD leads"])
+    return pd.DataFrame(out, columns=["setting", "phi", "methods", "best", "DE-RRD", "DE-RRD n",
+                                      "best other", "best other mean", "best other n",
+                                      "DE-RRD leads"])
 
 
 def curve_frame(store: ResultStore, runs: dict[str, Cell], split: str = "valid",

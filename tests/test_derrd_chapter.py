@@ -725,8 +725,10 @@ def test_size_leaders_say_whether_de_rrd_leads_at_each_size():
     # 0.48 against RRD's mean 0.47; the plain student (0.6) is no KD method
     assert got.loc[(cu, 0.1), "DE-RRD leads"] is True and got.loc[(cu, 0.1), "best"] == "DE-RRD"
     assert got.loc[(cu, 0.1), "best other mean"] == pytest.approx(0.47)
+    assert got.loc[(cu, 0.1), "DE-RRD n"] == 1 and got.loc[(cu, 0.1), "best other n"] == 2
     assert got.loc[(cu, 0.5), "DE-RRD leads"] is False and got.loc[(cu, 0.5), "best"] == "RD"
     assert got.loc[(cu, 1.0), "DE-RRD leads"] is None  # no other KD method at that size
+    assert got.loc[(cu, 1.0), "best other n"] == 0 and got.loc[(nm, 0.1), "DE-RRD n"] == 0
     assert got.loc[(nm, 0.1), "DE-RRD leads"] is None and got.loc[(nm, 0.1), "best"] == "CD"
     assert got.loc[(nm, 0.1), "methods"] == "RD, CD"
 
