@@ -1293,9 +1293,9 @@ def size_leaders(sizes: pd.DataFrame, metric: str = "HR@5") -> pd.DataFrame:
                    m for m in KD_METHODS if m in means.index),
                "best": means.idxmax(), "DE-RRD": means.get("DE-RRD", np.nan),
                "DE-RRD n": int(seeds.get("DE-RRD", 0)), "best other": other,
-               "best other mean": others.max() if len(others) else np.nan,
+               "best other mean": means[other] if other is not None else np.nan,
                "best other n": int(seeds[other]) if other is not None else 0}
-        row["DE-RRD leads"] = (None if np.isnan(row["DE-RRD"]) or not len(others)
+        row["DE-RRD leads"] = (None if np.isnan(row["DE-RRD"]) or other is None
                                else bool(row["DE-RRD"] > row["best other mean"]))
         out.append(row)
     return pd.DataFrame(out, columns=["setting", "phi", "methods", "best", "DE-RRD", "DE-RRD n",
