@@ -134,7 +134,8 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
 
     Nor does every CPU repeat every other CPU: a CiteULike NeuMF teacher (MLP layers, so MKL
     and oneDNN kernels chosen per instruction set) retrained on an AVX-512 Xeon diverged from
-    the stored run within the first epoch, whereas the BPR teacher repeated it byte for byte.
+    the stored run within the first epoch, whereas the BPR teacher repeated it byte for byte,
+    and so did the NeuMF teacher on an AVX-512 AMD EPYC (family 25, model 17).
     So a retrain is checked against the stored metrics and per-user values
     (:func:`_check_retrain`); one that differs is undone (the stored files are written back,
     its weights set aside) and the student refused, here and on later calls on this CPU.
