@@ -139,6 +139,10 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
     So a retrain is checked against the stored metrics and per-user values
     (:func:`_check_retrain`); one that differs is undone (the stored files are written back,
     its weights set aside) and the student refused, here and on later calls on this CPU.
+
+    For the same reason the retrain flushes denormal floats to zero only if the stored run did
+    (its manifest's ``determinism.flush_denormal``), even inside a student run started with
+    ``--flush-denormal``; the student itself then trains with the process's setting.
     """
     from rdlib.experiments import load_split, run_experiment  # experiments imports this module
 
@@ -157,8 +161,13 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
                 f"stored run that other students were distilled from. Put its checkpoint "
                 f"there, or run this student on {made_on}.")
         _refuse_known_mismatch(store, tcfg, cfg.device)
+    # a retrain flushes denormals as the stored run did (older manifests predate the flag and
+    # were made without it), whatever this student process set: else it cannot repeat the run
+    flush = (bool(before.manifest.get("determinism", {}).get("flush_denormal", False))
+             if missing else env.flush_denormal_enabled())
     # resume: a session cut off while retraining leaves a checkpoint worth hours on a CPU
-    run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing, resume=True)
+    with env.denormals_flushed(flush):
+        run_experiment(tcfg, store=store, data_dir=data_dir, recompute=missing, resume=True)
     if missing:
         _check_retrain(store, tcfg, before)
     if not ckpt.is_file():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -108,6 +110,23 @@ def flush_denormal_enabled() -> bool:
     when flushing is on."""
     tiny = torch.full((1,), 1e-39, dtype=torch.float32)  # below float32's 1.18e-38: denormal
     return float((tiny * 1.0)[0]) == 0.0
+
+
+@contextlib.contextmanager
+def denormals_flushed(enabled: bool) -> Iterator[None]:
+    """Flush denormal floats to zero inside the block if ``enabled``, else keep them; then give
+    this thread back the setting it had.
+
+    A run repeats another bit for bit only with the same setting (:func:`determinism_flags`),
+    so code that must repeat a stored run sets that run's value here, whatever the process set.
+    """
+    before = flush_denormal_enabled()
+    if not torch.set_flush_denormal(enabled) and enabled:
+        raise RuntimeError("this CPU cannot flush denormals (torch.set_flush_denormal: no SSE3)")
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
 
 
 def determinism_flags() -> dict[str, bool]:

@@ -108,6 +108,41 @@ def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
     assert ckpt.read_bytes() == before  # same config and seed on CPU: the same weights
 
 
+@pytest.mark.parametrize("stored_flushed", [False, True])
+def test_teacher_retrains_with_the_stored_runs_denormal_setting(tmp_path, monkeypatch,
+                                                                 stored_flushed):
+    """A student run started with --flush-denormal retrains a missing teacher as the stored
+    teacher was made (with or without flushing), then trains the student flushed."""
+    import torch
+
+    from rdlib import env
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(False)
+    store, b, tcfg, ckpt, before = stored_teacher_without_weights(tmp_path)
+    path = tmp_path / "runs" / tcfg.run_id / "manifest.json"
+    made = json.loads(path.read_text())
+    assert made["determinism"]["flush_denormal"] is False  # the fixture's teacher did not flush
+    made["determinism"]["flush_denormal"] = stored_flushed
+    path.write_text(json.dumps(made))
+    seen: dict[str, bool] = {}
+    real = ex.fit
+
+    def spy(model, train, n_items, cfg, *a, **k):
+        seen[cfg.run_id] = env.flush_denormal_enabled()
+        return real(model, train, n_items, cfg, *a, **k)
+    monkeypatch.setattr(ex, "fit", spy)
+    torch.set_flush_denormal(True)  # as `rdlib run derrd --flush-denormal` does
+    try:
+        run_experiment(b, store=store)
+        assert env.flush_denormal_enabled()  # the student process flushes again afterwards
+    finally:
+        torch.set_flush_denormal(False)
+    assert seen == {tcfg.run_id: stored_flushed, b.run_id: True}
+    assert ckpt.read_bytes() == before  # tiny weights: no denormals, so the same either way
+
+
 def test_retrain_that_does_not_repeat_the_stored_teacher_is_undone(tmp_path, monkeypatch):
     """A stored teacher made on another CPU whose kernels round differently (simulated by
     nudging its stored numbers): the retrain here differs, so it is undone and the student

@@ -46,6 +46,24 @@ def test_determinism_flags_record_whether_denormals_are_flushed():
     assert float(torch.full((1,), 1e-39) * 1.0) > 0.0
 
 
+@pytest.mark.parametrize("outside", [False, True])
+def test_denormals_flushed_sets_the_block_and_restores_the_thread(outside):
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(outside)
+    try:
+        with env.denormals_flushed(not outside):
+            assert env.flush_denormal_enabled() is (not outside)
+        assert env.flush_denormal_enabled() is outside
+        with pytest.raises(KeyError), env.denormals_flushed(not outside):
+            raise KeyError("an error inside the block")
+        assert env.flush_denormal_enabled() is outside  # restored on the way out, too
+    finally:
+        torch.set_flush_denormal(False)
+
+
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 23
