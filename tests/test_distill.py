@@ -30,13 +30,14 @@ def student(method: str, **options) -> RunConfig:
                      extra={"teacher": TEACHER, **SMALL[method], **options})
 
 
-def count_fits(monkeypatch) -> list[str]:
-    """Record the run_id of every training run (the teacher's fit and the students')."""
-    calls: list[str] = []
+def count_fits(monkeypatch, record=lambda cfg: cfg.run_id) -> list:
+    """Record ``record(cfg)`` (by default the run_id) of every training run as it starts (the
+    teacher's fit and the students')."""
+    calls: list = []
     real = ex.fit
 
     def spy(model, train, n_items, cfg, *a, **k):
-        calls.append(cfg.run_id)
+        calls.append(record(cfg))
         return real(model, train, n_items, cfg, *a, **k)
     monkeypatch.setattr(ex, "fit", spy)
     return calls
@@ -126,20 +127,14 @@ def test_teacher_retrains_with_the_stored_runs_denormal_setting(tmp_path, monkey
     assert made["determinism"]["flush_denormal"] is False  # the fixture's teacher did not flush
     made["determinism"]["flush_denormal"] = stored_flushed
     path.write_text(json.dumps(made))
-    seen: dict[str, bool] = {}
-    real = ex.fit
-
-    def spy(model, train, n_items, cfg, *a, **k):
-        seen[cfg.run_id] = env.flush_denormal_enabled()
-        return real(model, train, n_items, cfg, *a, **k)
-    monkeypatch.setattr(ex, "fit", spy)
+    seen = count_fits(monkeypatch, lambda cfg: (cfg.run_id, env.flush_denormal_enabled()))
     torch.set_flush_denormal(True)  # as `rdlib run derrd --flush-denormal` does
     try:
         run_experiment(b, store=store)
         assert env.flush_denormal_enabled()  # the student process flushes again afterwards
     finally:
         torch.set_flush_denormal(False)
-    assert seen == {tcfg.run_id: stored_flushed, b.run_id: True}
+    assert seen == [(tcfg.run_id, stored_flushed), (b.run_id, True)]
     assert ckpt.read_bytes() == before  # tiny weights: no denormals, so the same either way
 
 
