@@ -23,8 +23,13 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from rdlib.data.types import DataError
+
+if TYPE_CHECKING:
+    from rdlib.derrd import Cell
+    from rdlib.results import ResultStore
 
 __all__ = ["main", "build_parser"]
 
@@ -155,8 +160,6 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     shell, e.g. one process per core on a CPU, or one slice per GPU call. An interrupted run
     resumes from its checkpoint the next time.
     """
-    import torch
-
     from rdlib import derrd
     from rdlib.experiments import CELL_SKIPPED, run_experiment
     from rdlib.results import ResultStore
@@ -195,12 +198,11 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         print(f"{state}  {c.setting:<17} {c.method:<7} phi={c.phi:<4} seed={c.cfg.seed}  "
               f"{label}{c.cfg.run_id}")
     print(f"{len(cells)} cells, {len(missing)} missing")
+    if args.teachers_only:
+        return _restore_teachers(args, cells, store)
     if args.dry_run or not missing:
         return EXIT_OK
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.flush_denormal and not torch.set_flush_denormal(True):
-        raise _UsageError("--flush-denormal: this CPU cannot flush denormals (no SSE3)")
+    _set_threads_and_flushing(args)
     skipped = 0
     for i, c in enumerate(missing, 1):
         print(f"[{i}/{len(missing)}] {c.setting} {c.method} phi={c.phi} seed={c.cfg.seed}",
@@ -215,6 +217,49 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
               f"is training the run or its teacher", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _set_threads_and_flushing(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` and ``--flush-denormal`` to this process before it trains."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        raise _UsageError("--flush-denormal: this CPU cannot flush denormals (no SSE3)")
+
+
+def _restore_teachers(args: argparse.Namespace, cells: list[Cell],
+                      store: ResultStore) -> int:
+    """``--teachers-only``: train, find or restore the teacher of each selected KD cell, once
+    per teacher, and train no student.
+
+    On a fresh clone the teachers' weights are missing; restoring them first lets several
+    student processes start at once without each finding the teacher locked by the other
+    (the retrain is checked against the stored run: :func:`rdlib.distill.ensure_teacher`).
+    """
+    from rdlib.distill import ensure_teacher, teacher_config
+    from rdlib.experiments import CELL_SKIPPED
+
+    firsts: dict[str, object] = {}  # teacher run id → the first selected cell distilled from it
+    for c in cells:
+        if c.cfg.method != "none":
+            firsts.setdefault(teacher_config(c.cfg).run_id, c)
+    for run_id in firsts:
+        print(f"teacher  {run_id}")
+    print(f"{len(firsts)} teachers of the selected KD cells")
+    if args.dry_run or not firsts:
+        return EXIT_OK
+    _set_threads_and_flushing(args)
+    failed = 0
+    for run_id, c in firsts.items():
+        try:
+            ensure_teacher(c.cfg, store, args.data_dir)
+            print(f"ready    {run_id}", flush=True)
+        except CELL_SKIPPED as e:
+            failed += 1
+            print(f"not restored: {e}", file=sys.stderr, flush=True)
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def _spelled_as(known: Iterable[str]) -> Callable[[str], str]:
@@ -279,6 +324,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                         "DE's experts whose ReLUs die decay into denormals, which make a CPU's "
                         "GEMMs many times slower; recorded in each manifest, off by default so "
                         "that stored runs repeat bit for bit")
+    p.add_argument("--teachers-only", action="store_true",
+                   help="train, or restore on a fresh clone, the teachers of the selected KD "
+                        "cells and train no student (a restored teacher must repeat its stored "
+                        "run); then several student slices can start at once")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells and whether each is stored; run nothing")
     p.add_argument("--data-dir", metavar="DIR", help="mirror root holding DIR/<name>/")

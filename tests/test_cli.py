@@ -185,6 +185,64 @@ def test_run_derrd_flush_denormal_is_on_while_its_runs_train(tmp_path, capsys, m
     assert code == 0 and seen == [True]
 
 
+def _spy_teachers(monkeypatch, fail_model: str | None = None) -> list[str]:
+    """Record the teacher run id each ``ensure_teacher`` call restores (raising
+    TeacherUnavailable for the model ``fail_model``); any training run fails the test."""
+    import rdlib.distill as distill
+    import rdlib.experiments as ex
+
+    restored: list[str] = []
+
+    def fake(cfg, store, data_dir=None):
+        if cfg.model == fail_model:
+            raise distill.TeacherUnavailable("teacher of neumf was trained on cuda")
+        restored.append(distill.teacher_config(cfg).run_id)
+
+    def no_training(cfg, **kwargs):
+        raise AssertionError(f"--teachers-only trained {cfg.run_id}")
+    monkeypatch.setattr(distill, "ensure_teacher", fake)
+    monkeypatch.setattr(ex, "run_experiment", no_training)
+    return restored
+
+
+def test_run_derrd_teachers_only_restores_each_teacher_once_and_trains_no_student(
+        tmp_path, capsys, monkeypatch):
+    from rdlib import derrd
+    from rdlib.distill import teacher_config
+
+    restored = _spy_teachers(monkeypatch)
+    argv = ["run", "derrd", "--settings", "CiteULike/BPR", "CiteULike/NeuMF",
+            "--methods", "Student", "DE", "RRD", "--seeds", "0", "1", "--profile", "smoke",
+            "--teachers-only", "--results-dir", str(tmp_path)]
+    assert main([*argv, "--dry-run"]) == 0 and restored == []  # a dry run restores nothing
+    assert "2 teachers of the selected KD cells" in capsys.readouterr().out
+    assert main(argv) == 0
+    expected = [teacher_config(derrd.chapter_grid("smoke", [s], ["DE"], seeds=[0])[0].cfg).run_id
+                for s in ("CiteULike/BPR", "CiteULike/NeuMF")]
+    assert restored == expected  # once per setting, though 4 KD cells share each teacher
+    assert capsys.readouterr().out.count("ready    ") == 2
+
+
+def test_run_derrd_teachers_only_reports_a_teacher_it_cannot_restore(tmp_path, capsys,
+                                                                     monkeypatch):
+    restored = _spy_teachers(monkeypatch, fail_model="neumf")
+    code = main(["run", "derrd", "--settings", "CiteULike/NeuMF", "CiteULike/BPR",
+                 "--methods", "RRD", "--seeds", "0", "--profile", "smoke", "--teachers-only",
+                 "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(restored) == 1  # the BPR teacher is still restored after it
+    assert "not restored: teacher of neumf was trained on cuda" in err
+
+
+def test_run_derrd_teachers_only_without_kd_cells_does_nothing(tmp_path, capsys, monkeypatch):
+    restored = _spy_teachers(monkeypatch)
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "Teacher",
+                 "Student", "--seeds", "1", "--profile", "smoke", "--teachers-only",
+                 "--results-dir", str(tmp_path)])
+    assert code == 0 and restored == []
+    assert "0 teachers of the selected KD cells" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv,named", [
     (["--methods", "DEX"], "DEX"),
     (["--settings", "Yelp/BPR"], "Yelp/BPR"),
