@@ -223,10 +223,15 @@ def _set_threads_and_flushing(args: argparse.Namespace) -> None:
     """Apply ``--threads`` and ``--flush-denormal`` to this process before it trains."""
     import torch
 
+    from rdlib import env
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.flush_denormal and not torch.set_flush_denormal(True):
-        raise _UsageError("--flush-denormal: this CPU cannot flush denormals (no SSE3)")
+    if args.flush_denormal:
+        try:
+            env.set_flush_denormal(True)
+        except RuntimeError as e:
+            raise _UsageError(f"--flush-denormal: {e}") from e
 
 
 def _restore_teachers(args: argparse.Namespace, cells: list[Cell],

@@ -112,6 +112,17 @@ def flush_denormal_enabled() -> bool:
     return float((tiny * 1.0)[0]) == 0.0
 
 
+def set_flush_denormal(enabled: bool) -> None:
+    """Flush denormal floats to zero on this thread's CPU from now on (``enabled``), or stop.
+
+    ``torch.set_flush_denormal`` only returns False where the CPU cannot (no SSE3); a run asked
+    to flush must not then train with denormals unnoticed, so this raises instead.
+    """
+    if not torch.set_flush_denormal(enabled) and enabled:
+        raise RuntimeError("this CPU cannot flush denormals to zero "
+                           "(torch.set_flush_denormal needs SSE3)")
+
+
 @contextlib.contextmanager
 def denormals_flushed(enabled: bool) -> Iterator[None]:
     """Flush denormal floats to zero inside the block if ``enabled``, else keep them; then give
@@ -121,8 +132,7 @@ def denormals_flushed(enabled: bool) -> Iterator[None]:
     so code that must repeat a stored run sets that run's value here, whatever the process set.
     """
     before = flush_denormal_enabled()
-    if not torch.set_flush_denormal(enabled) and enabled:
-        raise RuntimeError("this CPU cannot flush denormals (torch.set_flush_denormal: no SSE3)")
+    set_flush_denormal(enabled)
     try:
         yield
     finally:

@@ -243,6 +243,22 @@ def test_run_derrd_teachers_only_without_kd_cells_does_nothing(tmp_path, capsys,
     assert "0 teachers of the selected KD cells" in capsys.readouterr().out
 
 
+def test_run_derrd_flush_denormal_is_a_usage_error_where_the_cpu_cannot(tmp_path, capsys,
+                                                                        monkeypatch):
+    import torch
+
+    import rdlib.experiments as ex
+
+    ran = []
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: False)  # a CPU without SSE3
+    monkeypatch.setattr(ex, "run_experiment", lambda cfg, **kw: ran.append(cfg.run_id))
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "Student",
+                 "--seeds", "0", "--profile", "smoke", "--flush-denormal",
+                 "--results-dir", str(tmp_path)])
+    assert code == 2 and ran == []  # nothing trains with denormals it was asked to flush
+    assert "--flush-denormal: this CPU cannot flush denormals" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,named", [
     (["--methods", "DEX"], "DEX"),
     (["--settings", "Yelp/BPR"], "Yelp/BPR"),

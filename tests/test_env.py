@@ -64,6 +64,19 @@ def test_denormals_flushed_sets_the_block_and_restores_the_thread(outside):
         torch.set_flush_denormal(False)
 
 
+def test_set_flush_denormal_raises_where_the_cpu_cannot_flush(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: False)  # a CPU without SSE3
+    with pytest.raises(RuntimeError, match="cannot flush denormals.*SSE3"):
+        env.set_flush_denormal(True)
+    with pytest.raises(RuntimeError, match="SSE3"), env.denormals_flushed(True):
+        pass
+    env.set_flush_denormal(False)  # turning it off needs no SSE3
+    with env.denormals_flushed(False):
+        pass
+
+
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 23
