@@ -636,23 +636,35 @@ def claim6_inference(inference: pd.DataFrame | None) -> dict[str, str]:
     """Claim 6: from φ = 1.0 to 0.1 inference time falls by about 26% for NeuMF, 5–7% for BPR.
 
     ``inference`` is :func:`rdlib.reports.inference_table`'s output; the fall is
-    1 − time(φ=0.1)/time(φ=1.0) on CiteULike, per model, on the first device listed.
-    Reproduced: NeuMF falls by 15–40% and BPR by at most 15%; partly: NeuMF falls more than
-    BPR, by other amounts."""
+    1 − time(φ=0.1)/time(φ=1.0) on CiteULike, per model and per device (``hardware``, where the
+    table has it), since the fall depends on the hardware. A device reproduces the claim where
+    NeuMF falls by 15–40% and BPR by at most 15%, and partly where NeuMF falls more than BPR by
+    other amounts. The verdict is the devices' common verdict, or partly where they differ.
+    """
     col = "time ratio 0.1/1.0"
     if inference is None or inference.empty or col not in inference.columns:
         return {"evidence": "not measured: run benchmarks/bench_inference.py",
                 "verdict": NOT_TESTED}
     cite = inference[(inference["dataset"] == "CiteULike") & inference[col].notna()]
-    falls = {m: 1 - float(g[col].iloc[0]) for m, g in cite.groupby("model")}
-    if not {"BPR", "NeuMF"} <= set(falls):
+    if "hardware" not in cite.columns:
+        cite = cite.assign(hardware="")
+    found: list[tuple[str, dict[str, float], str]] = []  # (hardware, fall per model, verdict)
+    for hardware, g in cite.groupby("hardware", sort=False):
+        falls = {m: 1 - float(h[col].iloc[0]) for m, h in g.groupby("model")}
+        if not {"BPR", "NeuMF"} <= set(falls):
+            continue
+        ordered = falls["BPR"] < falls["NeuMF"]  # the qualitative claim: NeuMF gains more
+        sized = 0.15 <= falls["NeuMF"] <= 0.40 and falls["BPR"] <= 0.15  # ~26% and 5-7%
+        found.append((str(hardware), falls,
+                      REPRODUCED if ordered and sized else PARTLY if ordered else NOT_REPRODUCED))
+    if not found:
         return {"evidence": "not measured for both models", "verdict": NOT_TESTED}
-    ordered = falls["BPR"] < falls["NeuMF"]  # the qualitative claim: NeuMF gains more
-    sized = 0.15 <= falls["NeuMF"] <= 0.40 and falls["BPR"] <= 0.15  # ~26% and 5-7%
-    verdict = (REPRODUCED if ordered and sized else PARTLY if ordered else NOT_REPRODUCED)
-    return {"evidence": f"time falls by {falls['NeuMF']:.0%} for NeuMF and {falls['BPR']:.0%} for "
-                        "BPR from φ = 1.0 to 0.1 (CiteULike, all users, top-50)",
-            "verdict": verdict}
+    verdicts = {v for _, _, v in found}
+    each = "; ".join(f"{f['NeuMF']:.0%} for NeuMF and {f['BPR']:.0%} for BPR"
+                     + (f" on {hw}" if hw else "") for hw, f, _ in found)
+    return {"evidence": f"time falls by {each} from φ = 1.0 to 0.1 (CiteULike, all users, "
+                        "top-50)",
+            "verdict": verdicts.pop() if len(verdicts) == 1 else PARTLY}
 
 
 def self_distillation_tests(store: ResultStore, cells: Sequence[Cell],

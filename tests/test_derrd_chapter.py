@@ -325,6 +325,22 @@ def test_claim6_inference():
     assert derrd.claim6_inference(None)["verdict"] == derrd.NOT_TESTED
 
 
+def test_claim6_judges_each_device_and_names_it():
+    one = pd.DataFrame({"dataset": ["CiteULike"] * 2, "model": ["BPR", "NeuMF"],
+                        "time ratio 0.1/1.0": [0.95, 0.70]})
+    two = pd.concat([one.assign(hardware="cpu A"),
+                     one.assign(hardware="cpu B", **{"time ratio 0.1/1.0": [0.5, 0.1]})])
+    got = derrd.claim6_inference(two)
+    assert got["verdict"] == derrd.PARTLY  # reproduced on A, only partly on B
+    assert "30% for NeuMF and 5% for BPR on cpu A" in got["evidence"]
+    assert "90% for NeuMF and 50% for BPR on cpu B" in got["evidence"]
+    both = pd.concat([one.assign(hardware="cpu A"), one.assign(hardware="cpu B")])
+    assert derrd.claim6_inference(both)["verdict"] == derrd.REPRODUCED
+    half = two[(two["hardware"] == "cpu A") | (two["model"] == "BPR")]  # B lacks NeuMF
+    got = derrd.claim6_inference(half)
+    assert got["verdict"] == derrd.REPRODUCED and "cpu B" not in got["evidence"]
+
+
 def test_claim7_needs_a_noise_estimate():
     check = pd.DataFrame([
         {"method": "Student", "n_seeds": 1, "ours": 0.45, "std": np.nan, "std from": "x",
