@@ -609,6 +609,7 @@ def test_self_distillation_tests_pair_every_seed_with_the_one_teacher(tmp_path):
             _store_run(store, c, np.zeros(N_USERS))
     got = derrd.self_distillation_tests(store, cells, ["CiteULike/BPR", "Foursquare/BPR"])
     assert list(got["setting"]) == ["CiteULike/BPR"]  # Foursquare has no runs: left out
+    assert list(got["method"]) == ["DE-RRD"]
     r = got.iloc[0]
     stored = {(c.method, c.phi, c.cfg.seed): store.per_user(c.cfg.run_id)["test/hr@5"]
               for c in cells}
@@ -618,6 +619,25 @@ def test_self_distillation_tests_pair_every_seed_with_the_one_teacher(tmp_path):
     assert r["ratio"] == pytest.approx(mean_kd.mean() / teacher.mean())
     assert r["p"] == pytest.approx(sps.wilcoxon(mean_kd, teacher).pvalue, rel=1e-6)
     assert r["significant"]
+
+
+def test_self_distillation_tests_of_several_methods_share_one_holm_family(tmp_path):
+    store, cells, teacher = _sized_grid(tmp_path, ["Teacher", "RD", "DE-RRD"], 1.0, seed=0)
+    gains = {"RD": np.maximum(teacher, np.arange(N_USERS) % 3 == 0),
+             "DE-RRD": np.maximum(teacher, np.arange(N_USERS) % 5 == 0)}
+    for c in cells:
+        _store_run(store, c, teacher if c.method == "Teacher" or c.phi != 1.0
+                   else gains[c.method])
+    both = derrd.self_distillation_tests(store, cells, ["CiteULike/BPR"],
+                                         methods=("RD", "CD", "DE-RRD"))
+    assert list(both["method"]) == ["RD", "DE-RRD"]  # CD is not stored: no row
+    alone = derrd.self_distillation_tests(store, cells, ["CiteULike/BPR"])
+    assert list(alone["method"]) == ["DE-RRD"]
+    assert alone["p"].iloc[0] == pytest.approx(both["p"].iloc[1])  # the same test
+    # Holm over two tests: the smaller p doubled, the larger kept at least that
+    p = sorted(both["p"])
+    assert sorted(both["p_holm"]) == pytest.approx([min(1, 2 * p[0]), max(min(1, 2 * p[0]), p[1])])
+    assert alone["p_holm"].iloc[0] == pytest.approx(alone["p"].iloc[0])
 
 
 @pytest.mark.parametrize("significant, verdict", [(True, derrd.REPRODUCED),
