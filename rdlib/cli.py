@@ -246,7 +246,7 @@ def _restore_teachers(args: argparse.Namespace, cells: list[Cell],
     from rdlib.distill import ensure_teacher, teacher_config
     from rdlib.experiments import CELL_SKIPPED
 
-    firsts: dict[str, object] = {}  # teacher run id → the first selected cell distilled from it
+    firsts: dict[str, Cell] = {}  # teacher run id → the first selected cell distilled from it
     for c in cells:
         if c.cfg.method != "none":
             firsts.setdefault(teacher_config(c.cfg).run_id, c)
