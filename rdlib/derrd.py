@@ -684,9 +684,11 @@ def self_distillation_tests(store: ResultStore, cells: Sequence[Cell],
     for setting in settings:
         frame, per_user = _stored_runs(store, cells, setting, phi=1.0)
         teacher = _runs_of(frame, "Teacher")
+        if teacher.empty:
+            continue
         for method in methods:
             kd = _runs_of(frame, method)
-            if teacher.empty or kd.empty:
+            if kd.empty:
                 continue
             same = pd.Series(teacher.iloc[0], index=kd.index)  # the one teacher, every seed
             seeds, vt, vd, p = _seed_paired(per_user, same, kd, f"test/{metric[0]}@{metric[1]}")
