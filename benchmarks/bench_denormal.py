@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from _common import add_run_arguments, save_rows, stamp, start
 
+from rdlib import env
 from rdlib.kd.de import ExpertSet
 
 OUT = Path(__file__).resolve().parent / "results" / "denormal.csv"
@@ -63,9 +64,7 @@ def main() -> None:
         x = torch.randn(n_rows, D_S, generator=gen).requires_grad_()  # (B, d_s)
         s = torch.ones(n_rows, 1)  # (B, M = 1): one expert takes every row
         for flush in (False, True):
-            if not torch.set_flush_denormal(flush) and flush:
-                raise SystemExit("this CPU cannot flush denormals")
-            try:
+            with env.denormals_flushed(flush):  # raises where the CPU cannot flush
                 for rep in range(args.repeats + 1):  # the first pass warms up
                     experts.zero_grad()
                     t0 = time.perf_counter()
@@ -75,8 +74,6 @@ def main() -> None:
                                      "repeat": rep, "seconds": time.perf_counter() - t0,
                                      "rows": n_rows, "hidden": HIDDEN,
                                      "load_1min": os.getloadavg()[0], **stamp(device)})
-            finally:
-                torch.set_flush_denormal(False)
     df = pd.DataFrame(rows)
     med = df.groupby(["share", "flush"])["seconds"].median().unstack()
     med["off/on"] = med[False] / med[True]
