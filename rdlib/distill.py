@@ -49,6 +49,7 @@ from rdlib.config import RunConfig
 from rdlib.kd import RRD, DistillationExperts, DistillerSum, cached_teacher_topk, teacher_topk
 from rdlib.kd.cd import CollaborativeDistillation
 from rdlib.kd.rd import RankingDistillation
+from rdlib.kd.topk import file_digest
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split
@@ -138,7 +139,9 @@ def ensure_teacher(cfg: RunConfig, store: ResultStore, data_dir: str | None = No
     and so did the NeuMF teacher on an AVX-512 AMD EPYC (family 25, model 17).
     So a retrain is checked against the stored metrics and per-user values
     (:func:`_check_retrain`); one that differs is undone (the stored files are written back,
-    its weights set aside) and the student refused, here and on later calls on this CPU.
+    its weights set aside) and the student refused, here and on later calls on this CPU. One
+    that repeats them keeps the stored run's files too, and is appended to its manifest's
+    ``restores`` (:func:`_keep_stored_run`): the run stays the one that was first trained.
 
     For the same reason the retrain flushes denormal floats to zero only if the stored run did
     (its manifest's ``determinism.flush_denormal``), even inside a student run started with
@@ -234,6 +237,7 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> N
     same = (new_rows.equals(old_rows) and old_users.keys() == new_users.keys()
             and all(np.array_equal(old_users[k], new_users[k]) for k in old_users))
     if same:
+        _keep_stored_run(store, tcfg, before)
         return
     made_here = store.manifest(rid).get("device_name", "?")
 
@@ -242,9 +246,7 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> N
         return (f"test HR@5 {r['value'].iloc[0]:.4f} at epoch {r['epoch'].iloc[0]}"
                 if len(r) else "no test HR@5")
     difference = f"stored {hr5(old_rows)}, retrained {hr5(new_rows)}"
-    run_dir = store.run_dir(rid)
-    for name in sorted(before.files, key=lambda n: n == "manifest.json"):  # manifest last
-        atomic_write(run_dir / name, lambda p, b=before.files[name]: p.write_bytes(b))
+    _write_back(store, rid, before)
     ckpt = teacher_checkpoint_path(store, tcfg)
     aside = ckpt.with_name(f"{rid}.unmatched.best.pt")
     ckpt.replace(aside)
@@ -256,6 +258,39 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> N
         f"{note['stored_device_name']} ({difference}); the stored run is kept, the new weights "
         f"are set aside as {aside}. Run this student where the stored teacher was made, or put "
         f"its checkpoint at {ckpt}.")
+
+
+def _write_back(store: ResultStore, run_id: str, before: _StoredRun) -> None:
+    """Rewrite a run's files as they were before its retrain, the manifest last."""
+    run_dir = store.run_dir(run_id)
+    for name in sorted(before.files, key=lambda n: n == "manifest.json"):
+        atomic_write(run_dir / name, lambda p, b=before.files[name]: p.write_bytes(b))
+
+
+# what a restore record keeps of the retrain's own manifest
+RESTORE_FIELDS = ("started_at", "finished_at", "git", "device_name", "determinism", "versions",
+                  "epochs_run", "seconds_per_epoch", "train_seconds", "eval_seconds",
+                  "wall_time_s", "resumed_from_epoch", "segments")
+
+
+def _keep_stored_run(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> None:
+    """A retrain that repeated the stored teacher: write the stored files back and append the
+    retrain to the manifest's ``restores`` (its commit, device, timings and the SHA-256 of the
+    weights it wrote, which the students' ``teacher_checkpoint_sha256`` can be matched to).
+
+    Why not keep the retrain's files: its numbers are the stored ones, but its manifest and
+    learning curve carry its own commit, date and timings, so each fresh clone that restored
+    the teacher would rewrite the record of the run that was first trained, and the chapter's
+    training cost would show whichever restore came last.
+    """
+    rid = tcfg.run_id
+    retrain = store.manifest(rid)
+    record = {k: retrain[k] for k in RESTORE_FIELDS if k in retrain}
+    record["weights_sha256"] = file_digest(teacher_checkpoint_path(store, tcfg))
+    manifest = dict(before.manifest)
+    manifest["restores"] = [*manifest.get("restores", []), record]
+    _write_back(store, rid, before)
+    store.write_manifest(rid, manifest)
 
 
 def _all_repr(fn, n: int, device: torch.device) -> torch.Tensor:

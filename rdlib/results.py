@@ -143,11 +143,14 @@ class ResultStore:
                       lambda p: record.curve.to_csv(p, index=False, float_format="%.6g",
                                                     compression="gzip"))
         atomic_write(d / "per_user.npz", lambda p: _savez(p, record.per_user))
-        manifest = dict(record.manifest, status="complete")
-        atomic_write(d / "manifest.json",
-                      lambda p: p.write_text(json.dumps(manifest, indent=1, sort_keys=True,
-                                                        default=str) + "\n"))
+        self.write_manifest(record.run_id, dict(record.manifest, status="complete"))
         return d
+
+    def write_manifest(self, run_id: str, manifest: dict) -> None:
+        """Write (or rewrite) a run's ``manifest.json`` atomically, in the store's format."""
+        atomic_write(self.run_dir(run_id) / "manifest.json",
+                     lambda p: p.write_text(json.dumps(manifest, indent=1, sort_keys=True,
+                                                       default=str) + "\n"))
 
     def manifest(self, run_id: str) -> dict:
         path = self.run_dir(run_id) / "manifest.json"

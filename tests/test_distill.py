@@ -109,6 +109,31 @@ def test_missing_teacher_checkpoint_retrains_it(tmp_path, monkeypatch):
     assert ckpt.read_bytes() == before  # same config and seed on CPU: the same weights
 
 
+def test_repeated_teacher_retrain_keeps_the_stored_run_and_lists_each_restore(tmp_path):
+    """A restore leaves the stored teacher run as first trained (its curve, timings, commit)
+    and appends itself to the manifest's ``restores``, with the digest of the weights the
+    students then name; a second fresh clone appends a second record."""
+    store, b, tcfg, ckpt, _ = stored_teacher_without_weights(tmp_path)
+    run = tmp_path / "runs" / tcfg.run_id
+    stored = {p.name: p.read_bytes() for p in run.iterdir()}
+    made = store.manifest(tcfg.run_id)
+    run_experiment(b, store=store)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != "manifest.json"} == {
+        n: v for n, v in stored.items() if n != "manifest.json"}
+    kept = store.manifest(tcfg.run_id)
+    restores = kept.pop("restores")
+    assert kept == made  # the first training's record, untouched
+    assert len(restores) == 1
+    assert restores[0]["weights_sha256"] == file_digest(ckpt)
+    assert restores[0]["weights_sha256"] == store.manifest(b.run_id)["teacher_checkpoint_sha256"]
+    assert restores[0]["epochs_run"] == made["epochs_run"]
+    assert {"git", "device_name", "started_at", "seconds_per_epoch"} <= restores[0].keys()
+    ckpt.unlink()  # the next fresh clone
+    run_experiment(student("de", lmbda_de=0.5), store=store)
+    assert [r["weights_sha256"] for r in store.manifest(tcfg.run_id)["restores"]] == [
+        file_digest(ckpt)] * 2
+
+
 @pytest.mark.parametrize("stored_flushed", [False, True])
 def test_teacher_retrains_with_the_stored_runs_denormal_setting(tmp_path, monkeypatch,
                                                                  stored_flushed):
@@ -184,7 +209,8 @@ def test_interrupted_teacher_retrain_resumes_from_its_checkpoint(tmp_path, monke
     assert (tmp_path / "checkpoints" / f"{tcfg.run_id}.pt").is_file()
     monkeypatch.setattr(ex, "fit", real)
     run_experiment(b, store=store)
-    assert store.manifest(tcfg.run_id)["resumed_from_epoch"] == 1  # not started over
+    # not started over (the restore's record says so; the stored run itself was not resumed)
+    assert store.manifest(tcfg.run_id)["restores"][-1]["resumed_from_epoch"] == 1
     assert best.read_bytes() == before  # and the resumed retrain has the same weights
 
 
