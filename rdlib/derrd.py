@@ -1395,3 +1395,54 @@ def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> p
                         "epochs": store.manifest(cfg.run_id).get("epochs_run", np.nan)})
         out.append(row)
     return pd.DataFrame(out)
+
+
+def _stored_teachers(store: ResultStore, cells: Sequence[Cell]) -> dict[str, str]:
+    """Stored teacher run id → its setting, in the order of ``cells``."""
+    return {c.cfg.run_id: c.setting for c in cells
+            if c.method == "Teacher" and store.has(c.cfg.run_id)}
+
+
+def teacher_restores(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
+    """Each stored teacher's first training and every restore of it on a fresh clone (the
+    manifest's ``restores``, :func:`rdlib.distill.ensure_teacher`): start date, device, commit,
+    seconds per epoch and, for a restore that recorded it, the SHA-256 of the weights it wrote
+    (first 12 hex digits). A restore is kept only if it repeated the stored metrics and per-user
+    values exactly, so every row here made the same numbers."""
+    columns = ["setting", "run", "started", "device", "commit", "s/epoch", "weights SHA-256"]
+    rows = []
+    for rid, setting in _stored_teachers(store, cells).items():
+        m = store.manifest(rid)
+        for i, r in enumerate([m, *m.get("restores", [])]):
+            digest = r.get("weights_sha256") if i else None
+            rows.append({"setting": setting, "run": f"restore {i}" if i else "trained",
+                         "started": str(r.get("started_at", ""))[:10],
+                         "device": r.get("device_name"),
+                         "commit": str(r.get("git", {}).get("commit", ""))[:7],
+                         "s/epoch": r.get("seconds_per_epoch"),
+                         "weights SHA-256": digest[:12] if digest else "not recorded"})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def teacher_weights_named(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
+    """Per stored teacher, the digests of its weights that the stored students distilled from
+    it recorded (``teacher_checkpoint_sha256``; students older than that field count under
+    "not recorded"), with the number of students naming each and the devices they ran on.
+    Students that name one digest distilled from identical weights, whichever restore wrote
+    them. Every stored run of the store counts, Table 4, Table 5 and sweep runs included."""
+    columns = ["setting", "weights SHA-256", "students", "devices"]
+    teachers = _stored_teachers(store, cells)
+    named: dict[tuple[str, str], list[str]] = {}  # (teacher, digest) → student devices
+    for rid in store.run_ids():
+        if not store.has(rid):
+            continue
+        m = store.manifest(rid)
+        if m.get("teacher_run_id") in teachers:
+            digest = m.get("teacher_checkpoint_sha256")
+            key = (m["teacher_run_id"], digest[:12] if digest else "not recorded")
+            named.setdefault(key, []).append(str(m.get("device_name")))
+    rows = [{"setting": teachers[t], "weights SHA-256": d, "students": len(devs),
+             "devices": "; ".join(sorted(set(devs)))}
+            for (t, d), devs in sorted(named.items(), key=lambda kv: (
+                list(teachers).index(kv[0][0]), kv[0][1] == "not recorded", kv[0][1]))]
+    return pd.DataFrame(rows, columns=columns)

@@ -1017,3 +1017,41 @@ def test_lambda_grid_agreement_ranks_the_cells_both_grids_hold():
     two.loc[1e-1, [1e-4, 1e-3]] = 0.5
     got = derrd.lambda_grid_agreement(two, paper)
     assert got["n"] == 2 and np.isnan(got["rho"]) and np.isnan(got["p"])
+
+
+def test_teacher_restores_and_the_weights_their_students_name(filled):
+    """The teacher's first training and each restore, one row each; and per weights digest the
+    KD students that recorded it (plain students name no teacher; an older student without the
+    field counts as "not recorded")."""
+    store, cells = filled
+    teacher = next(c for c in cells if c.method == "Teacher").cfg.run_id
+    m = store.manifest(teacher)
+    store.write_manifest(teacher, {
+        **m, "started_at": "2026-11-23T17:58:43+00:00", "device_name": "cpu A",
+        "git": {"commit": "1111111aaaa"}, "seconds_per_epoch": 1.5,
+        "restores": [{"started_at": "2026-12-05T01:00:00+00:00", "device_name": "cpu B",
+                      "git": {"commit": "2222222bbbb"}, "seconds_per_epoch": 1.1,
+                      "weights_sha256": "ab" * 32},
+                     {"started_at": "2026-12-06T01:00:00+00:00", "device_name": "cpu C",
+                      "git": {"commit": "3333333cccc"}, "seconds_per_epoch": 1.0}]})
+    named = {("RRD", 0): ("ab" * 32, "cpu B"), ("RRD", 1): ("ab" * 32, "cpu A"),
+             ("RRD", 2): ("cd" * 32, "cpu C"), ("DE", 0): (None, "cpu A")}
+    for c in cells:
+        if (c.method, c.cfg.seed) in named and store.has(c.cfg.run_id):
+            digest, device = named[(c.method, c.cfg.seed)]
+            extra = {"teacher_checkpoint_sha256": digest} if digest else {}
+            store.write_manifest(c.cfg.run_id, {**store.manifest(c.cfg.run_id), **extra,
+                                                "teacher_run_id": teacher, "device_name": device})
+    runs = derrd.teacher_restores(store, cells)
+    assert runs["run"].tolist() == ["trained", "restore 1", "restore 2"]
+    assert runs["commit"].tolist() == ["1111111", "2222222", "3333333"]
+    assert runs["started"].tolist() == ["2026-11-23", "2026-12-05", "2026-12-06"]
+    assert runs["weights SHA-256"].tolist() == ["not recorded", "ab" * 6, "not recorded"]
+    assert runs["s/epoch"].tolist() == [1.5, 1.1, 1.0]
+    weights = derrd.teacher_weights_named(store, cells)
+    assert weights[["weights SHA-256", "students", "devices"]].values.tolist() == [
+        ["ab" * 6, 2, "cpu A; cpu B"], ["cd" * 6, 1, "cpu C"], ["not recorded", 1, "cpu A"]]
+    assert set(weights["setting"]) == {"CiteULike/BPR"}
+    empty = ResultStore(store.root / "nothing")
+    assert derrd.teacher_restores(empty, cells).empty
+    assert derrd.teacher_weights_named(empty, cells).empty
