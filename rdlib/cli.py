@@ -197,7 +197,7 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         label = f"{labels[c.cfg.run_id]}  " if c.cfg.run_id in labels else ""
         print(f"{state}  {c.setting:<17} {c.method:<7} phi={c.phi:<4} seed={c.cfg.seed}  "
               f"{label}{c.cfg.run_id}")
-    print(f"{len(cells)} cells, {len(missing)} missing")
+    print(f"{_count(len(cells), 'cell')}, {len(missing)} missing")
     if args.teachers_only:
         return _restore_teachers(args, cells, store)
     if args.dry_run or not missing:
@@ -213,8 +213,8 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
             skipped += 1
             print(f"skipped: {e}", file=sys.stderr, flush=True)
     if skipped:
-        print(f"{skipped} cells skipped: their teacher is unavailable here, or another process "
-              f"is training the run or its teacher", file=sys.stderr)
+        print(f"{_count(skipped, 'cell')} skipped: their teacher is unavailable here, or "
+              f"another process is training the run or its teacher", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 
@@ -252,7 +252,7 @@ def _restore_teachers(args: argparse.Namespace, cells: list[Cell],
             firsts.setdefault(teacher_config(c.cfg).run_id, c)
     for run_id in firsts:
         print(f"teacher  {run_id}")
-    print(f"{len(firsts)} teachers of the selected KD cells")
+    print(f"{_count(len(firsts), 'teacher')} of the selected KD cells")
     if args.dry_run or not firsts:
         return EXIT_OK
     _set_threads_and_flushing(args)
@@ -265,6 +265,11 @@ def _restore_teachers(args: argparse.Namespace, cells: list[Cell],
             failed += 1
             print(f"not restored: {e}", file=sys.stderr, flush=True)
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    """``3 cells``, ``1 cell``: a count with its noun, plural unless one."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _spelled_as(known: Iterable[str]) -> Callable[[str], str]:

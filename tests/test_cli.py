@@ -146,7 +146,7 @@ def test_run_derrd_skips_a_cell_whose_teacher_is_unavailable(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert code == 2 and ran == ["none"]  # the other cell still ran
     assert "skipped: teacher of rrd was trained on cuda" in err
-    assert "1 cells skipped" in err
+    assert "1 cell skipped" in err
 
 
 def test_run_derrd_skips_a_cell_another_process_is_training(tmp_path, capsys, monkeypatch):
@@ -164,7 +164,7 @@ def test_run_derrd_skips_a_cell_another_process_is_training(tmp_path, capsys, mo
                  "--seeds", "1", "2", "--profile", "smoke", "--results-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and ran == [2]  # seed 2 still ran after seed 1 was found locked
-    assert "already being trained by pid 42" in err and "1 cells skipped" in err
+    assert "already being trained by pid 42" in err and "1 cell skipped" in err
 
 
 def test_run_derrd_flush_denormal_is_on_while_its_runs_train(tmp_path, capsys, monkeypatch):
@@ -274,7 +274,7 @@ def test_run_derrd_reads_setting_and_method_names_in_any_case(tmp_path, capsys):
     code = main(["run", "derrd", "--settings", "citeulike/bpr", "--methods", "de-rrd",
                  "--seeds", "0", "--profile", "smoke", "--dry-run", "--results-dir", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
-    assert code == 0 and out[-1] == "1 cells, 1 missing"
+    assert code == 0 and out[-1] == "1 cell, 1 missing"
     assert out[0].split()[1:3] == ["CiteULike/BPR", "DE-RRD"]
 
 
