@@ -30,6 +30,7 @@ from scipy import stats as sps
 from rdlib import profiles, reports
 from rdlib.config import RunConfig
 from rdlib.distill import OPTIONS as _DISTILL_OPTIONS
+from rdlib.env import short_device_name
 from rdlib.results import ResultStore
 from rdlib.training import replay_best_epoch
 
@@ -1417,7 +1418,7 @@ def teacher_restores(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
             digest = r.get("weights_sha256") if i else None
             rows.append({"setting": setting, "run": f"restore {i}" if i else "trained",
                          "started": str(r.get("started_at", ""))[:10],
-                         "device": r.get("device_name"),
+                         "device": short_device_name(str(r.get("device_name"))),
                          "commit": str(r.get("git", {}).get("commit", ""))[:7],
                          "s/epoch": r.get("seconds_per_epoch"),
                          "weights SHA-256": digest[:12] if digest else "not recorded"})
@@ -1440,7 +1441,7 @@ def teacher_weights_named(store: ResultStore, cells: Sequence[Cell]) -> pd.DataF
         if m.get("teacher_run_id") in teachers:
             digest = m.get("teacher_checkpoint_sha256")
             key = (m["teacher_run_id"], digest[:12] if digest else "not recorded")
-            named.setdefault(key, []).append(str(m.get("device_name")))
+            named.setdefault(key, []).append(short_device_name(str(m.get("device_name"))))
     rows = [{"setting": teachers[t], "weights SHA-256": d, "students": len(devs),
              "devices": "; ".join(sorted(set(devs)))}
             for (t, d), devs in sorted(named.items(), key=lambda kv: (

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,6 +90,17 @@ def device_name(device: str | torch.device) -> str:
         return torch.cuda.get_device_name(dev)
     return (f"cpu ({cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, "
             f"{platform.machine()}, {torch.get_num_threads()} threads)")
+
+
+def short_device_name(name: str) -> str:
+    """The part of a :func:`device_name` that tells machines apart, for narrow tables:
+    ``cpu (AMD EPYC (family 25, model 17), AVX512, x86_64, 1 threads)`` → ``AMD EPYC (family 25,
+    model 17)``; an older name without the CPU model (``cpu (x86_64, 2 threads)``) → ``CPU (model
+    not recorded)``; a GPU's name as it is."""
+    if not name.startswith("cpu ("):
+        return name
+    model = re.match(r"cpu \((.+?\(family [^)]*\))", name)
+    return model.group(1) if model else "CPU (model not recorded)"
 
 
 def versions() -> dict[str, str]:

@@ -1032,7 +1032,8 @@ def test_teacher_restores_and_the_weights_their_students_name(filled):
         "restores": [{"started_at": "2026-12-05T01:00:00+00:00", "device_name": "cpu B",
                       "git": {"commit": "2222222bbbb"}, "seconds_per_epoch": 1.1,
                       "weights_sha256": "ab" * 32},
-                     {"started_at": "2026-12-06T01:00:00+00:00", "device_name": "cpu C",
+                     {"started_at": "2026-12-06T01:00:00+00:00",
+                      "device_name": "cpu (AMD EPYC (family 25, model 17), AVX512, x86_64, 1 threads)",
                       "git": {"commit": "3333333cccc"}, "seconds_per_epoch": 1.0}]})
     named = {("RRD", 0): ("ab" * 32, "cpu B"), ("RRD", 1): ("ab" * 32, "cpu A"),
              ("RRD", 2): ("cd" * 32, "cpu C"), ("DE", 0): (None, "cpu A")}
@@ -1048,6 +1049,7 @@ def test_teacher_restores_and_the_weights_their_students_name(filled):
     assert runs["started"].tolist() == ["2026-11-23", "2026-12-05", "2026-12-06"]
     assert runs["weights SHA-256"].tolist() == ["not recorded", "ab" * 6, "not recorded"]
     assert runs["s/epoch"].tolist() == [1.5, 1.1, 1.0]
+    assert runs["device"].tolist() == ["cpu A", "cpu B", "AMD EPYC (family 25, model 17)"]
     weights = derrd.teacher_weights_named(store, cells)
     assert weights[["weights SHA-256", "students", "devices"]].values.tolist() == [
         ["ab" * 6, 2, "cpu A; cpu B"], ["cd" * 6, 1, "cpu C"], ["not recorded", 1, "cpu A"]]

@@ -117,3 +117,20 @@ def test_code_git_state_keeps_the_commit_the_process_started_with(monkeypatch):
         assert env.code_git_state()["commit"] == "imported"  # not "later"
     finally:
         env.code_git_state.cache_clear()
+
+
+@pytest.mark.parametrize("name,short", [
+    ("cpu (AMD EPYC (family 25, model 17), AVX512, x86_64, 1 threads)",
+     "AMD EPYC (family 25, model 17)"),
+    ("cpu (Intel(R) Xeon(R) Processor (family 6, model 207), AVX512, x86_64, 2 threads)",
+     "Intel(R) Xeon(R) Processor (family 6, model 207)"),
+    ("cpu (x86_64, 2 threads)", "CPU (model not recorded)"),
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"),
+])
+def test_short_device_name_keeps_what_tells_machines_apart(name, short):
+    assert env.short_device_name(name) == short
+
+
+def test_short_device_name_reads_this_machines_name():
+    assert env.short_device_name(env.device_name("cpu")) in (
+        env.cpu_model(), "CPU (model not recorded)")
