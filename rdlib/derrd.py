@@ -1415,7 +1415,7 @@ def teacher_restores(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
     for rid, setting in _stored_teachers(store, cells).items():
         m = store.manifest(rid)
         for i, r in enumerate([m, *m.get("restores", [])]):
-            digest = r.get("weights_sha256") if i else None
+            digest = r.get("weights_sha256")  # a first training never records one
             rows.append({"setting": setting, "run": f"restore {i}" if i else "trained",
                          "started": str(r.get("started_at", ""))[:10],
                          "device": short_device_name(str(r.get("device_name"))),

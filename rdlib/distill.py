@@ -246,7 +246,7 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> N
         return (f"test HR@5 {r['value'].iloc[0]:.4f} at epoch {r['epoch'].iloc[0]}"
                 if len(r) else "no test HR@5")
     difference = f"stored {hr5(old_rows)}, retrained {hr5(new_rows)}"
-    _write_back(store, rid, before)
+    _write_back(store, rid, before.files)
     ckpt = teacher_checkpoint_path(store, tcfg)
     aside = ckpt.with_name(f"{rid}.unmatched.best.pt")
     ckpt.replace(aside)
@@ -260,11 +260,11 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> N
         f"its checkpoint at {ckpt}.")
 
 
-def _write_back(store: ResultStore, run_id: str, before: _StoredRun) -> None:
-    """Rewrite a run's files as they were before its retrain, the manifest last."""
+def _write_back(store: ResultStore, run_id: str, files: dict[str, bytes]) -> None:
+    """Rewrite a run's ``files`` (name → bytes, from :class:`_StoredRun`), the manifest last."""
     run_dir = store.run_dir(run_id)
-    for name in sorted(before.files, key=lambda n: n == "manifest.json"):
-        atomic_write(run_dir / name, lambda p, b=before.files[name]: p.write_bytes(b))
+    for name in sorted(files, key=lambda n: n == "manifest.json"):
+        atomic_write(run_dir / name, lambda p, b=files[name]: p.write_bytes(b))
 
 
 # what a restore record keeps of the retrain's own manifest
@@ -289,7 +289,8 @@ def _keep_stored_run(store: ResultStore, tcfg: RunConfig, before: _StoredRun) ->
     record["weights_sha256"] = file_digest(teacher_checkpoint_path(store, tcfg))
     manifest = dict(before.manifest)
     manifest["restores"] = [*manifest.get("restores", []), record]
-    _write_back(store, rid, before)
+    # the stored files but the manifest, which is written once, with the record, last
+    _write_back(store, rid, {n: b for n, b in before.files.items() if n != "manifest.json"})
     store.write_manifest(rid, manifest)
 
 
