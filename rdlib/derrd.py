@@ -1434,9 +1434,7 @@ def teacher_weights_named(store: ResultStore, cells: Sequence[Cell]) -> pd.DataF
     columns = ["setting", "weights SHA-256", "students", "devices"]
     teachers = _stored_teachers(store, cells)
     named: dict[tuple[str, str], list[str]] = {}  # (teacher, digest) → student devices
-    for rid in store.run_ids():
-        if not store.has(rid):
-            continue
+    for rid in store.run_ids():  # finished runs only
         m = store.manifest(rid)
         if m.get("teacher_run_id") in teachers:
             digest = m.get("teacher_checkpoint_sha256")
