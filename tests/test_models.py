@@ -46,3 +46,40 @@ def test_models_load_state_saved_with_nn_embedding():
     users, items = torch.tensor([0, 5]), torch.tensor([[1, 2], [3, 39]])
     assert torch.equal(new.score_pairs(users, items), old.score_pairs(users, items))
     assert isinstance(build_model("neumf", 30, 40, 20).item_gmf, RowEmbedding)
+
+
+@pytest.mark.parametrize("dim", [3, 20, 100])
+@pytest.mark.parametrize("chunk_floats", [1, 700, 5_000, 1 << 30])
+def test_bpr_blocked_scores_equal_unblocked_bit_for_bit(dim, chunk_floats):
+    """Evaluation scores users in blocks (BPRMF.score_pairs); each block must give exactly the
+    floats of one einsum over the whole batch, or stored runs would not repeat."""
+    torch.manual_seed(0)
+    model = BPRMF(50, 80, dim, init_std=1.0, chunk_floats=chunk_floats)
+    users = torch.randint(50, (37,))  # (B,), B a multiple of no block size
+    items = torch.randint(80, (37, 11))  # (B, C)
+    want = torch.einsum("bd,bcd->bc", model.user_emb.weight[users],
+                        model.item_emb.weight[items])  # (B, C), one product per pair
+    with torch.no_grad():
+        got = model.score_pairs(users, items)
+    assert got.shape == (37, 11)
+    assert torch.equal(got, want)
+
+
+def test_bpr_score_pairs_with_gradients_gives_the_unblocked_gradient():
+    """Training lookups are not split: with a tiny chunk_floats, the embedding gradients equal
+    those of a model whose one block holds the batch."""
+    grads = []
+    for chunk_floats in (1, 1 << 30):
+        torch.manual_seed(0)
+        model = BPRMF(30, 40, 8, chunk_floats=chunk_floats)
+        users = torch.arange(30).repeat(4)  # (120,)
+        items = torch.randint(40, (120, 9), generator=torch.Generator().manual_seed(1))
+        model.score_pairs(users, items).square().sum().backward()
+        grads.append((model.user_emb.weight.grad, model.item_emb.weight.grad))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1])
+
+
+def test_bpr_rejects_a_non_positive_chunk():
+    with pytest.raises(ValueError, match="chunk_floats"):
+        BPRMF(10, 10, 4, chunk_floats=0)
