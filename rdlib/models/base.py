@@ -31,6 +31,15 @@ class Recommender(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
+def row_blocks(n_rows: int, per_row: int, budget: int) -> range:
+    """Starts of blocks of consecutive rows, each holding at most ``budget`` elements when a
+    row holds ``per_row`` (at least one row per block; ``.step`` is the block's row count).
+
+    The models score many pairs without gradients block by block (NeuMF's ``chunk_pairs``,
+    BPR-MF's ``chunk_floats``), so that their intermediates stay small."""
+    return range(0, n_rows, max(1, budget // max(per_row, 1)))
+
+
 class RowEmbedding(nn.Embedding):
     """An ``nn.Embedding`` whose lookup is ``weight.index_select``: the same rows, the same
     parameters and state_dict keys, and on CPU the same gradient bit for bit, but faster.

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdlib.models.base import Recommender, RowEmbedding
+from rdlib.models.base import Recommender, RowEmbedding, row_blocks
 
 
 class BPRMF(Recommender):
@@ -66,11 +66,12 @@ class BPRMF(Recommender):
         gradient stays one ``index_add_`` and training is unchanged.
         """
         u = self.user_emb(users)  # (B, d)
-        rows = max(1, self.chunk_floats // max(math.prod(items.shape[1:]) * self.dim, 1))
-        if torch.is_grad_enabled() or len(users) <= rows:
+        blocks = row_blocks(len(users), math.prod(items.shape[1:]) * self.dim, self.chunk_floats)
+        if torch.is_grad_enabled() or len(blocks) <= 1:
             return torch.einsum("bd,bcd->bc", u, self.item_emb(items))  # (B, C)
-        return torch.cat([torch.einsum("bd,bcd->bc", u[a:a + rows], self.item_emb(items[a:a + rows]))
-                          for a in range(0, len(users), rows)])  # (B, C), blocks of (rows, C)
+        r = blocks.step
+        return torch.cat([torch.einsum("bd,bcd->bc", u[a:a + r], self.item_emb(items[a:a + r]))
+                          for a in blocks])  # (B, C), blocks of (r, C)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_emb(users) @ self.item_emb.weight.T  # (B, I)

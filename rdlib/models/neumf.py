@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rdlib.models.base import Recommender, RowEmbedding
+from rdlib.models.base import Recommender, RowEmbedding, row_blocks
 
 LOSS_TYPES: tuple[str, ...] = ("bpr", "bce")
 
@@ -170,7 +170,7 @@ class NeuMF(Recommender):
 
     def _blocks(self, n_rows: int, per_row: int) -> range:
         """Starts of row blocks of at most ``chunk_pairs`` pairs (at least one row each)."""
-        return range(0, n_rows, max(1, self.chunk_pairs // max(per_row, 1)))
+        return row_blocks(n_rows, per_row, self.chunk_pairs)
 
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits of ``items`` (B, C) for ``users`` (B,).
