@@ -1337,6 +1337,30 @@ def curve_frame(store: ResultStore, runs: dict[str, Cell], split: str = "valid",
         columns=["label", "epoch", "value"])
 
 
+def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFrame:
+    """The chapter's Training cost table: per setting, method, φ and device, the stored runs'
+    count and mean epochs, seconds per training epoch and minutes of training plus evaluation.
+
+    Minutes are ``(train_seconds + eval_seconds) / 60``, which a resumed run carries in its
+    checkpoint and so sums over every process that trained it; the manifest's ``wall_time_s``
+    covers only the last process (a run resumed at epoch 221 of 343 showed 50 of its 144
+    minutes). Setup outside the epochs (loading the split, the teacher's top lists) is not
+    counted. ``resumed`` counts the runs trained by more than one process; the device is the
+    last process's."""
+    if len(cells) != len(manifests):
+        raise ValueError(f"{len(cells)} cells but {len(manifests)} manifests")
+    cost = pd.DataFrame([{
+        "setting": c.setting, "method": c.method, "phi": c.phi, "seed": c.cfg.seed,
+        "device": m["device_name"], "epochs": m["epochs_run"], "s/epoch": m["seconds_per_epoch"],
+        "minutes": (m["train_seconds"] + m["eval_seconds"]) / 60,
+        "resumed": m.get("resumed_from_epoch") is not None} for c, m in zip(cells, manifests, strict=True)],
+        columns=["setting", "method", "phi", "seed", "device", "epochs", "s/epoch", "minutes",
+                 "resumed"])
+    return cost.groupby(["setting", "method", "phi", "device"]).agg(
+        runs=("seed", "size"), epochs=("epochs", "mean"), s_per_epoch=("s/epoch", "mean"),
+        train_eval_min=("minutes", "mean"), resumed=("resumed", "sum")).round(2)
+
+
 def kd_loss_share(store: ResultStore, cells: Sequence[Cell], epoch: int = 1) -> pd.DataFrame:
     """How much of a KD student's training loss is the distillation term, estimated from the
     stored curves: the summed loss of ``epoch`` (base loss + λ·KD term, ``training.fit``) of

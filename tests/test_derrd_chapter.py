@@ -1057,3 +1057,22 @@ def test_teacher_restores_and_the_weights_their_students_name(filled):
     empty = ResultStore(store.root / "nothing")
     assert derrd.teacher_restores(empty, cells).empty
     assert derrd.teacher_weights_named(empty, cells).empty
+
+
+def test_training_cost_sums_every_process_of_a_resumed_run():
+    # two seeds of one cell on one device; seed 1 was resumed, so its wall_time_s (last process
+    # only) is far below its training plus evaluation time, which the table must use
+    a, b = derrd.chapter_grid("full", ["CiteULike/BPR"], ["RRD"], seeds=[0, 1])
+    dev = "cpu (test)"
+    manifests = [
+        {"device_name": dev, "epochs_run": 100, "seconds_per_epoch": 2.0, "train_seconds": 200.0,
+         "eval_seconds": 40.0, "wall_time_s": 250.0, "resumed_from_epoch": None},
+        {"device_name": dev, "epochs_run": 300, "seconds_per_epoch": 4.0, "train_seconds": 1200.0,
+         "eval_seconds": 120.0, "wall_time_s": 60.0, "resumed_from_epoch": 280}]
+    got = derrd.training_cost([a, b], manifests)
+    row = got.loc[("CiteULike/BPR", "RRD", 0.1, dev)]
+    assert row["runs"] == 2 and row["epochs"] == 200 and row["s_per_epoch"] == 3.0
+    assert row["train_eval_min"] == round((240 / 60 + 1320 / 60) / 2, 2)  # 13.0, not wall's 2.58
+    assert row["resumed"] == 1
+    with pytest.raises(ValueError, match="1 cells but 2 manifests"):
+        derrd.training_cost([a], manifests)
