@@ -220,7 +220,10 @@ class ResultStore:
         """One row per finished run with its provenance, for the book's provenance page.
 
         Fields corrected by :meth:`errata` show the corrected value; ``erratum`` says which
-        field of the row was corrected (empty when none was)."""
+        field of the row was corrected (empty when none was). A run resumed from its checkpoint
+        (``resumed``) shows its last process's commit, device and ``wall_time_s``; its
+        ``train_eval_s`` (training plus evaluation seconds, carried in the checkpoint) counts
+        every process, and its manifest's ``segments`` name each one."""
         fixes: dict[str, dict] = {}  # run id -> {field: corrected value}
         for e in self.errata():
             for r in e["runs"]:
@@ -232,9 +235,17 @@ class ResultStore:
             rows.append({"run_id": r, "paper": m["config"].get("paper"),
                          "dataset": m["config"].get("dataset"), "device": m.get("device_name"),
                          "commit": str(m.get("git", {}).get("commit", ""))[:10],
-                         "wall_time_s": m.get("wall_time_s"), "torch": m["versions"]["torch"],
+                         "wall_time_s": m.get("wall_time_s"),
+                         "train_eval_s": _seconds(m.get("train_seconds"), m.get("eval_seconds")),
+                         "resumed": m.get("resumed_from_epoch") is not None,
+                         "torch": m["versions"]["torch"],
                          "finished_at": m.get("finished_at"), "erratum": ", ".join(sorted(fixed))})
         return pd.DataFrame(rows)
+
+
+def _seconds(*parts: float | None) -> float | None:
+    """The sum of ``parts``, or None when any is missing (a manifest without the field)."""
+    return None if any(p is None for p in parts) else float(sum(parts))
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -199,3 +199,19 @@ def test_the_committed_errata_match_their_runs():
     store = ResultStore()
     errata = store.errata()
     assert errata and all(e["runs"] for e in errata)
+
+
+def test_provenance_counts_every_process_of_a_resumed_run(tmp_path):
+    store = ResultStore(tmp_path)
+    one, resumed, old = _record("r1"), _record("r2"), _record("r3")
+    one.manifest.update(wall_time_s=100.0, train_seconds=80.0, eval_seconds=15.0)
+    # resumed at epoch 221: the last process ran 50 s, the whole run trained and evaluated 144 s
+    resumed.manifest.update(wall_time_s=50.0, train_seconds=130.0, eval_seconds=14.0,
+                            resumed_from_epoch=221)
+    for rec in (one, resumed, old):  # r3's manifest predates the timing fields
+        store.save(rec)
+    table = store.manifests().set_index("run_id")
+    assert table.loc["r1", "train_eval_s"] == 95.0 and not table.loc["r1", "resumed"]
+    assert table.loc["r2", "train_eval_s"] == 144.0 and table.loc["r2", "resumed"]
+    assert table.loc["r2", "wall_time_s"] == 50.0
+    assert pd.isna(table.loc["r3", "train_eval_s"])
