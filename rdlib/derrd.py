@@ -31,7 +31,7 @@ from rdlib import profiles, reports
 from rdlib.config import RunConfig
 from rdlib.distill import OPTIONS as _DISTILL_OPTIONS
 from rdlib.env import short_device_name
-from rdlib.results import ResultStore
+from rdlib.results import ResultStore, train_eval_seconds, was_resumed
 from rdlib.training import replay_best_epoch
 
 TEACHER_DIM = 200  # main_DE.py / main_URRD.py: teacher_dims = 200 (papers.md §2.3)
@@ -1341,19 +1341,19 @@ def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFr
     """The chapter's Training cost table: per setting, method, φ and device, the stored runs'
     count and mean epochs, seconds per training epoch and minutes of training plus evaluation.
 
-    Minutes are ``(train_seconds + eval_seconds) / 60``, which a resumed run carries in its
-    checkpoint and so sums over every process that trained it; the manifest's ``wall_time_s``
-    covers only the last process (a run resumed at epoch 221 of 343 showed 50 of its 144
-    minutes). Setup outside the epochs (loading the split, the teacher's top lists) is not
-    counted. ``resumed`` counts the runs trained by more than one process; the device is the
-    last process's."""
+    Minutes are :func:`~rdlib.results.train_eval_seconds` / 60, summed over every process of a
+    resumed run; the manifest's ``wall_time_s`` covers only the last process (a run resumed at
+    epoch 221 of 343 showed 50 of its 144 minutes). Setup outside the epochs (loading the
+    split, the teacher's top lists) is not counted. ``resumed`` counts the runs trained by
+    more than one process (:func:`~rdlib.results.was_resumed`); the device is the last
+    process's."""
     if len(cells) != len(manifests):
         raise ValueError(f"{len(cells)} cells but {len(manifests)} manifests")
     cost = pd.DataFrame([{
         "setting": c.setting, "method": c.method, "phi": c.phi, "seed": c.cfg.seed,
         "device": m["device_name"], "epochs": m["epochs_run"], "s/epoch": m["seconds_per_epoch"],
-        "minutes": (m["train_seconds"] + m["eval_seconds"]) / 60,
-        "resumed": m.get("resumed_from_epoch") is not None} for c, m in zip(cells, manifests, strict=True)],
+        "minutes": train_eval_seconds(m) / 60, "resumed": was_resumed(m)}
+        for c, m in zip(cells, manifests, strict=True)],
         columns=["setting", "method", "phi", "seed", "device", "epochs", "s/epoch", "minutes",
                  "resumed"])
     return cost.groupby(["setting", "method", "phi", "device"]).agg(

@@ -236,16 +236,23 @@ class ResultStore:
                          "dataset": m["config"].get("dataset"), "device": m.get("device_name"),
                          "commit": str(m.get("git", {}).get("commit", ""))[:10],
                          "wall_time_s": m.get("wall_time_s"),
-                         "train_eval_s": _seconds(m.get("train_seconds"), m.get("eval_seconds")),
-                         "resumed": m.get("resumed_from_epoch") is not None,
+                         "train_eval_s": train_eval_seconds(m), "resumed": was_resumed(m),
                          "torch": m["versions"]["torch"],
                          "finished_at": m.get("finished_at"), "erratum": ", ".join(sorted(fixed))})
         return pd.DataFrame(rows)
 
 
-def _seconds(*parts: float | None) -> float | None:
-    """The sum of ``parts``, or None when any is missing (a manifest without the field)."""
-    return None if any(p is None for p in parts) else float(sum(parts))
+def train_eval_seconds(manifest: dict) -> float | None:
+    """A run's training plus evaluation seconds over every process that trained it (a resumed
+    run carries both sums in its checkpoint; its ``wall_time_s`` is the last process's alone);
+    None for a manifest without the fields."""
+    train, evaluate = manifest.get("train_seconds"), manifest.get("eval_seconds")
+    return None if train is None or evaluate is None else float(train + evaluate)
+
+
+def was_resumed(manifest: dict) -> bool:
+    """Whether more than one process trained the run (it restarted from its checkpoint)."""
+    return manifest.get("resumed_from_epoch") is not None
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
