@@ -19,6 +19,7 @@ model is built right after ``torch.manual_seed(s)``), so runs pair naturally by 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -1335,6 +1336,39 @@ def curve_frame(store: ResultStore, runs: dict[str, Cell], split: str = "valid",
                                  "value": c["value"].to_numpy()}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
         columns=["label", "epoch", "value"])
+
+
+def epoch_seconds_frame(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
+    """Seconds of each training epoch of the stored ``cells`` (evaluation excluded), from
+    their curves: columns method, seed, device, epoch (1-based), seconds.
+
+    A run's mean seconds per epoch (:func:`training_cost`) hides how the cost moves along
+    training: DE's expert mix gets cheaper on a CPU as its Gumbel τ falls
+    (:func:`rdlib.kd.de.gumbel_temperature`). The device is the run's last process's."""
+    out = []
+    for cell in cells:
+        if not store.has(cell.cfg.run_id):
+            continue
+        c = store.curve(cell.cfg.run_id).drop_duplicates("epoch")  # one row per epoch
+        out.append(pd.DataFrame({
+            "method": cell.method, "seed": cell.cfg.seed,
+            "device": store.manifest(cell.cfg.run_id)["device_name"],
+            "epoch": c["epoch"].to_numpy(), "seconds": c["epoch_seconds"].to_numpy()}))
+    columns = ["method", "seed", "device", "epoch", "seconds"]
+    return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+
+
+def epoch_seconds_by_phase(frame: pd.DataFrame,
+                           edges: Sequence[int] = (0, 50, 100, 150, 200)) -> pd.DataFrame:
+    """Median seconds per epoch of :func:`epoch_seconds_frame` rows, per method (rows) and
+    phase of training (columns "1–50", …, "201+": 1-based epochs), over every seed's epochs
+    in that phase; NaN where no run of the method got that far."""
+    bins = [*edges, np.inf]
+    labels = [f"{a + 1}–{b}" for a, b in itertools.pairwise(edges)] + [f"{edges[-1] + 1}+"]
+    phase = pd.cut(frame["epoch"], bins, labels=labels, right=True)
+    table = (frame.assign(phase=phase, seconds=frame["seconds"].astype(float))
+             .groupby(["method", "phase"], observed=False)["seconds"].median().unstack("phase"))
+    return table.reindex(columns=labels)
 
 
 def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFrame:

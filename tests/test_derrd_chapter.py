@@ -781,6 +781,36 @@ def test_stored_rows_label_a_shared_run_once_per_cell(tmp_path):
     assert sorted(hr5["method"]) == ["Student", "Teacher"]
 
 
+def test_epoch_seconds_frame_gives_one_row_per_epoch_of_the_stored_runs(tmp_path):
+    store = ResultStore(tmp_path)
+    student, de = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "DE"], seeds=[3])
+    curve = pd.DataFrame({"epoch": [1, 1, 2, 2], "split": ["valid", "test"] * 2,
+                          "metric": "hr", "k": 5, "value": [0.1, 0.9, 0.2, 0.8],
+                          "loss": 1.0, "epoch_seconds": [20.0, 20.0, 2.5, 2.5]})
+    rows = pd.DataFrame([{"run_id": de.cfg.run_id, "split": "test", "metric": "hr", "k": 5,
+                          "value": 0.2, "epoch": 2, "paper": "DE-RRD", "dataset": "d",
+                          "protocol": "p", "model": "bpr", "role": "student",
+                          "method": "de", "dim": 20, "seed": 3}])
+    store.save(RunRecord(de.cfg.run_id, {"config": de.cfg.to_dict(), "device_name": "cpu (x)"},
+                         rows, curve, {}))
+    got = derrd.epoch_seconds_frame(store, [student, de])  # the student is not stored: skipped
+    assert got.to_dict("list") == {"method": ["DE", "DE"], "seed": [3, 3],
+                                   "device": ["cpu (x)", "cpu (x)"], "epoch": [1, 2],
+                                   "seconds": [20.0, 2.5]}
+    assert list(derrd.epoch_seconds_frame(store, [student]).columns) == [
+        "method", "seed", "device", "epoch", "seconds"]
+
+
+def test_epoch_seconds_by_phase_takes_medians_per_method_and_phase():
+    frame = pd.DataFrame({"method": ["DE"] * 5 + ["RRD"] * 2, "seed": [0, 0, 0, 1, 1, 0, 0],
+                          "device": "cpu", "epoch": [1, 2, 51, 1, 52, 1, 2],
+                          "seconds": [20.0, 22.0, 3.0, 30.0, 5.0, 1.0, 1.5]})
+    got = derrd.epoch_seconds_by_phase(frame, edges=(0, 50))
+    assert list(got.columns) == ["1–50", "51+"] and list(got.index) == ["DE", "RRD"]
+    assert got.loc["DE", "1–50"] == 22.0 and got.loc["DE", "51+"] == 4.0  # both seeds' epochs
+    assert got.loc["RRD", "1–50"] == 1.25 and np.isnan(got.loc["RRD", "51+"])
+
+
 def test_curve_frame_selects_one_metric_of_the_stored_runs(tmp_path):
     store = ResultStore(tmp_path)
     student, cd = derrd.chapter_grid("full", ["CiteULike/BPR"], ["Student", "CD"], seeds=[0])

@@ -16,6 +16,7 @@ from rdlib.kd import (
     DistillationExperts,
     DistillerSum,
     cached_teacher_topk,
+    gumbel_temperature,
     one_expert_hidden,
     relaxed_ranking_loss,
     relaxed_ranking_loss_naive,
@@ -313,6 +314,9 @@ def test_temperature_schedule():
     assert de.temperature_after_epoch(3000) == pytest.approx(1e-10)  # clamped at end_T
     de.start_epoch(201, None)
     assert de.tau == pytest.approx(0.01)
+    # the module function is the one schedule, here with another E_max and end_T
+    assert [gumbel_temperature(e, 10, 1e-2) for e in (0, 1, 6, 11, 50)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.01, 0.01])
 
 
 def test_parameter_counts_match_official_log():

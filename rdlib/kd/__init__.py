@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 
 from rdlib.kd.cd import CollaborativeDistillation, soft_targets  # noqa: F401
-from rdlib.kd.de import DistillationExperts, default_hidden, one_expert_hidden
+from rdlib.kd.de import (
+    DistillationExperts,
+    default_hidden,
+    gumbel_temperature,
+    one_expert_hidden,
+)
 from rdlib.kd.rd import RankingDistillation, discrepancy_weights, position_weights  # noqa: F401
 from rdlib.kd.rrd import RRD, relaxed_ranking_loss, relaxed_ranking_loss_naive
 from rdlib.kd.topk import cached_teacher_topk, file_digest, teacher_topk
@@ -35,5 +40,5 @@ class DistillerSum(Distiller):
 
 
 __all__ = ["RRD", "DistillationExperts", "DistillerSum", "cached_teacher_topk",
-           "default_hidden", "file_digest", "one_expert_hidden", "relaxed_ranking_loss",
+           "default_hidden", "file_digest", "gumbel_temperature", "one_expert_hidden", "relaxed_ranking_loss",
            "relaxed_ranking_loss_naive", "teacher_topk"]

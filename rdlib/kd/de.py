@@ -41,6 +41,18 @@ SELECTIONS: tuple[str, ...] = ("gumbel", "attention")
 SPARSE_BELOW_CPU, SPARSE_BELOW_OTHER = 0.8, 0.0
 
 
+def gumbel_temperature(epoch: int, max_epoch: int = 1000, end_T: float = 1e-10) -> float:
+    """The Gumbel-softmax τ used during 0-based ``epoch``: 1 for epoch 0, then the value the
+    official code computes after epoch e − 1, τ = max(end_T^((e − 1)/E_max), end_T).
+
+    τ falls tenfold every 100 epochs with the defaults; as it falls the softmax of
+    :meth:`DistillationExperts.selection_weights` underflows to exact zeros, so on a CPU
+    :meth:`ExpertSet.mix` computes fewer expert rows and a DE epoch gets cheaper."""
+    if epoch == 0:
+        return 1.0
+    return max(end_T ** ((epoch - 1) / max_epoch), end_T)
+
+
 def default_hidden(d_s: int, d_t: int) -> int:
     """The official expert width: ⌊(d_s + d_t)/2⌋, or ⌊d_s/2⌋ when d_s = d_t."""
     return d_s // 2 if d_s == d_t else (d_s + d_t) // 2
@@ -174,11 +186,11 @@ class DistillationExperts(Distiller):
     # ------------------------------------------------------------------ schedule
     def temperature_after_epoch(self, epoch: int) -> float:
         """The τ the official code computes after finishing 0-based ``epoch``."""
-        return max(self.end_T ** (epoch / self.max_epoch), self.end_T)
+        return gumbel_temperature(epoch + 1, self.max_epoch, self.end_T)
 
     def temperature(self, epoch: int) -> float:
-        """The τ used during 0-based ``epoch``: 1.0 for epoch 0, else the value after e−1."""
-        return 1.0 if epoch == 0 else self.temperature_after_epoch(epoch - 1)
+        """The τ used during 0-based ``epoch``: :func:`gumbel_temperature`."""
+        return gumbel_temperature(epoch, self.max_epoch, self.end_T)
 
     def start_epoch(self, epoch: int, student: Recommender) -> None:
         """Set τ for this epoch."""
