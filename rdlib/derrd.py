@@ -975,8 +975,12 @@ def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[
     def flushed(manifest: dict) -> bool:
         return any(part.get("determinism", {}).get("flush_denormal")
                    for part in (manifest, *manifest.get("segments", ())))
-    return [f"{label} seed {c.cfg.seed}" for label, c in pairs if store.has(c.cfg.run_id)
-            and flushed(store.manifest(c.cfg.run_id))]
+    out = []
+    for label, c in pairs:
+        manifest = store.finished(c.cfg.run_id)  # None: not stored
+        if manifest is not None and flushed(manifest):
+            out.append(f"{label} seed {c.cfg.seed}")
+    return out
 
 
 def flushed_line(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> str:
@@ -1347,12 +1351,12 @@ def epoch_seconds_frame(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFra
     (:func:`rdlib.kd.de.gumbel_temperature`). The device is the run's last process's."""
     out = []
     for cell in cells:
-        if not store.has(cell.cfg.run_id):
+        manifest = store.finished(cell.cfg.run_id)
+        if manifest is None:
             continue
         c = store.curve(cell.cfg.run_id).drop_duplicates("epoch")  # one row per epoch
         out.append(pd.DataFrame({
-            "method": cell.method, "seed": cell.cfg.seed,
-            "device": store.manifest(cell.cfg.run_id)["device_name"],
+            "method": cell.method, "seed": cell.cfg.seed, "device": manifest["device_name"],
             "epoch": c["epoch"].to_numpy(), "seconds": c["epoch_seconds"].to_numpy()}))
     columns = ["method", "seed", "device", "epoch", "seconds"]
     return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
@@ -1447,11 +1451,12 @@ def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> p
         row: dict[str, object] = {"loss": loss, "in the grid": cfg.run_id == teacher.run_id,
                                   "valid HR@10": np.nan, "test HR@5": np.nan,
                                   "test HR@10": np.nan, "epochs": np.nan}
-        if store.has(cfg.run_id):
+        manifest = store.finished(cfg.run_id)
+        if manifest is not None:
             m = store.metrics(cfg.run_id).set_index(["split", "metric", "k"])["value"]
             row.update({"valid HR@10": m[("valid", "hr", 10)], "test HR@5": m[("test", "hr", 5)],
                         "test HR@10": m[("test", "hr", 10)],
-                        "epochs": store.manifest(cfg.run_id).get("epochs_run", np.nan)})
+                        "epochs": manifest.get("epochs_run", np.nan)})
         out.append(row)
     return pd.DataFrame(out)
 
@@ -1492,8 +1497,7 @@ def teacher_weights_named(store: ResultStore, cells: Sequence[Cell]) -> pd.DataF
     columns = ["setting", "weights SHA-256", "students", "devices"]
     teachers = _stored_teachers(store, cells)
     named: dict[tuple[str, str], list[str]] = {}  # (teacher, digest) → student devices
-    for rid in store.run_ids():  # finished runs only
-        m = store.manifest(rid)
+    for m in store.finished_manifests().values():
         if m.get("teacher_run_id") in teachers:
             digest = m.get("teacher_checkpoint_sha256")
             key = (m["teacher_run_id"], digest[:12] if digest else "not recorded")

@@ -120,15 +120,29 @@ class ResultStore:
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
-    def has(self, run_id: str) -> bool:
-        """True when the run finished (its manifest exists and says complete)."""
+    def finished(self, run_id: str) -> dict | None:
+        """The manifest of a finished run (it exists and says complete); None for a run that is
+        absent, unfinished or has an unreadable manifest. One read answers both "is it stored?"
+        and "what does its record say?", so callers that need both parse the file once."""
         path = self.run_dir(run_id) / "manifest.json"
         if not path.is_file():
-            return False
+            return None
         try:
-            return json.loads(path.read_text()).get("status") == "complete"
+            manifest = json.loads(path.read_text())
         except json.JSONDecodeError:
-            return False
+            return None
+        return manifest if manifest.get("status") == "complete" else None
+
+    def has(self, run_id: str) -> bool:
+        """True when the run finished (its manifest exists and says complete)."""
+        return self.finished(run_id) is not None
+
+    def finished_manifests(self) -> dict[str, dict]:
+        """Run id → manifest of every finished run of the store, in run-id order."""
+        if not self.runs.is_dir():
+            return {}
+        found = {p.name: self.finished(p.name) for p in sorted(self.runs.iterdir())}
+        return {r: m for r, m in found.items() if m is not None}
 
     def save(self, record: RunRecord) -> Path:
         """Write a finished run; the manifest goes last so a crash never leaves a 'complete' run."""
@@ -159,9 +173,7 @@ class ResultStore:
         return json.loads(path.read_text())
 
     def run_ids(self) -> list[str]:
-        if not self.runs.is_dir():
-            return []
-        return sorted(p.name for p in self.runs.iterdir() if self.has(p.name))
+        return list(self.finished_manifests())
 
     def metrics(self, run_ids: str | Iterable[str] | None = None, **filters) -> pd.DataFrame:
         """All stored metric rows (optionally of some runs), filtered by column equality."""
@@ -208,9 +220,10 @@ class ResultStore:
             if missing:
                 raise ValueError(f"erratum {i} in {path} lacks {sorted(missing)}")
             for r in e["runs"]:
-                if not self.has(r):
+                manifest = self.finished(r)
+                if manifest is None:
                     raise ValueError(f"erratum {i} in {path} names run {r!r}, which is not stored")
-                held = self.manifest(r).get(e["field"])
+                held = manifest.get(e["field"])
                 if held != e["recorded"]:
                     raise ValueError(f"erratum {i} in {path}: manifest of {r} holds "
                                      f"{e['field']}={held!r}, not the recorded {e['recorded']!r}")
@@ -229,9 +242,9 @@ class ResultStore:
             for r in e["runs"]:
                 fixes.setdefault(r, {})[e["field"]] = e["corrected"]
         rows = []
-        for r in self.run_ids():
+        for r, manifest in self.finished_manifests().items():
             fixed = fixes.get(r, {})
-            m = {**self.manifest(r), **fixed}
+            m = {**manifest, **fixed}
             rows.append({"run_id": r, "paper": m["config"].get("paper"),
                          "dataset": m["config"].get("dataset"), "device": m.get("device_name"),
                          "commit": str(m.get("git", {}).get("commit", ""))[:10],

@@ -40,9 +40,22 @@ def test_incomplete_run_is_not_a_hit(tmp_path):
     d = store.run_dir("r2")
     d.mkdir(parents=True)
     (d / "manifest.json").write_text(json.dumps({"status": "running"}))
-    assert not store.has("r2")
+    assert not store.has("r2") and store.finished("r2") is None
     (d / "manifest.json").write_text("{broken")
-    assert not store.has("r2")
+    assert not store.has("r2") and store.finished("r2") is None
+    assert store.finished("absent") is None and store.finished_manifests() == {}
+
+
+def test_finished_manifests_lists_complete_runs_only_in_run_id_order(tmp_path):
+    store = ResultStore(tmp_path)
+    for run_id in ["b", "a"]:
+        store.save(_record(run_id))
+    store.run_dir("c").mkdir()
+    (store.run_dir("c") / "manifest.json").write_text(json.dumps({"status": "running"}))
+    found = store.finished_manifests()
+    assert list(found) == ["a", "b"] == store.run_ids()
+    assert found["a"] == store.manifest("a") == store.finished("a")
+    assert found["a"]["status"] == "complete"
 
 
 def test_filters_and_errors(tmp_path):
