@@ -57,6 +57,21 @@ def test_executed_notebook_matches_its_source(src, dst):
     assert not errors, f"{dst} holds an error output"
 
 
+# pandas elides the middle rows (or columns) of a long table with "..." and adds "N rows × M
+# columns" below it; an elided row of a results table is a result the reader cannot see.
+ELIDED = re.compile(r"<t[dh]>\.\.\.</t[dh]>")
+
+
+@pytest.mark.parametrize("dst", [d for _, d, _ in NOTEBOOKS])
+def test_executed_notebook_shows_every_row_of_its_tables(dst):
+    executed = ROOT / dst
+    if not executed.is_file():
+        pytest.skip(f"{dst} not executed yet")
+    cut = [i for i, c in enumerate(_load(executed)["cells"]) if c["cell_type"] == "code"
+           for o in c.get("outputs", []) if ELIDED.search("".join(o.get("data", {}).get("text/html", "")))]
+    assert not cut, f"{dst}: the tables of cells {cut} are elided; set display.max_rows to None"
+
+
 def _parameter_names(path: Path) -> set[str]:
     cell = next(c for c in _load(path)["cells"] if c["cell_type"] == "code")
     return {re.match(r"(\w+)", line).group(1) for line in "".join(cell["source"]).splitlines()
