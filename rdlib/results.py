@@ -268,6 +268,45 @@ def was_resumed(manifest: dict) -> bool:
     return manifest.get("resumed_from_epoch") is not None
 
 
+PROCESS_COLUMNS = ["run_id", "process", "from_epoch", "to_epoch", "commit", "device",
+                   "flush_denormal", "started_at"]
+
+
+def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
+    """One row per process that trained a resumed run, in order: the epochs [from_epoch,
+    to_epoch) it ran, its commit (10 hex digits), device, whether it flushed denormals, and
+    when it started. The provenance summary groups a resumed run under its last process; this
+    names every one.
+
+    ``manifests`` is run id → manifest (:meth:`ResultStore.finished_manifests`); runs trained by
+    one process are left out. A process whose facts were not kept shows "not recorded": the
+    first process of a run whose checkpoint predates ``segments``, and, for a manifest that
+    predates ``segments`` altogether, every process before the last (the manifest's own facts
+    are the last process's)."""
+    unknown = {"commit": "not recorded", "device": "not recorded", "flush_denormal": None,
+               "started_at": "not recorded"}
+
+    def facts(part: dict) -> dict:
+        if part.get("recorded") is False or "git" not in part:
+            return unknown
+        return {"commit": str(part["git"].get("commit", ""))[:10],
+                "device": part.get("device_name"),
+                "flush_denormal": part.get("determinism", {}).get("flush_denormal"),
+                "started_at": part.get("started_at")}
+
+    rows = []
+    for run_id, m in manifests.items():
+        if not was_resumed(m):
+            continue
+        parts = m.get("segments") or [
+            {"from_epoch": 0, "to_epoch": m["resumed_from_epoch"], "recorded": False},
+            {**m, "from_epoch": m["resumed_from_epoch"], "to_epoch": m.get("epochs_run")}]
+        rows += [{"run_id": run_id, "process": i, "from_epoch": part["from_epoch"],
+                  "to_epoch": part["to_epoch"], **facts(part)}
+                 for i, part in enumerate(parts, start=1)]
+    return pd.DataFrame(rows, columns=PROCESS_COLUMNS)
+
+
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})

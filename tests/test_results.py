@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rdlib.results import ROW_COLUMNS, ResultStore, RunRecord, atomic_write, run_lock
+from rdlib.results import (
+    PROCESS_COLUMNS,
+    ROW_COLUMNS,
+    ResultStore,
+    RunRecord,
+    atomic_write,
+    resumed_processes,
+    run_lock,
+)
 
 
 def _record(run_id="r1", value=0.5):
@@ -228,3 +236,32 @@ def test_provenance_counts_every_process_of_a_resumed_run(tmp_path):
     assert table.loc["r2", "train_eval_s"] == 144.0 and table.loc["r2", "resumed"]
     assert table.loc["r2", "wall_time_s"] == 50.0
     assert pd.isna(table.loc["r3", "train_eval_s"])
+
+
+def _process(commit, start, flush=False):
+    return {"git": {"commit": commit, "dirty": False}, "device_name": f"cpu {commit}",
+            "determinism": {"flush_denormal": flush}, "started_at": start}
+
+
+def test_resumed_processes_names_every_process_of_each_resumed_run():
+    once = {"git": {"commit": "a" * 40}, "device_name": "cpu", "epochs_run": 9}
+    two = {"resumed_from_epoch": 142, "epochs_run": 177, "segments": [
+        {**_process("b" * 40, "day 1"), "from_epoch": 0, "to_epoch": 142},
+        {**_process("c" * 40, "day 2", flush=True), "from_epoch": 142, "to_epoch": 177}]}
+    # the checkpoint of the first process predates segments: the training loop marks it
+    early = {"resumed_from_epoch": 12, "epochs_run": 40, "segments": [
+        {"from_epoch": 0, "to_epoch": 12, "recorded": False},
+        {**_process("d" * 40, "day 3"), "from_epoch": 12, "to_epoch": 40}]}
+    # a manifest that predates segments: only the last process is known, from the manifest
+    old = {**_process("e" * 40, "day 4"), "resumed_from_epoch": 78, "epochs_run": 200}
+    got = resumed_processes({"once": once, "two": two, "early": early, "old": old})
+    assert list(got.columns) == PROCESS_COLUMNS
+    assert got["run_id"].tolist() == ["two", "two", "early", "early", "old", "old"]
+    assert got["process"].tolist() == [1, 2, 1, 2, 1, 2]
+    assert got["from_epoch"].tolist() == [0, 142, 0, 12, 0, 78]
+    assert got["to_epoch"].tolist() == [142, 177, 12, 40, 78, 200]
+    assert got["commit"].tolist() == ["b" * 10, "c" * 10, "not recorded", "d" * 10,
+                                      "not recorded", "e" * 10]
+    assert got["flush_denormal"].tolist() == [False, True, None, False, None, False]
+    assert got.loc[5, "device"] == "cpu " + "e" * 40 and got.loc[4, "started_at"] == "not recorded"
+    assert resumed_processes({"once": once}).empty
