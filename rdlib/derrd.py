@@ -1461,10 +1461,12 @@ def neumf_loss_choice(store: ResultStore, setting: str = "CiteULike/NeuMF") -> p
     return pd.DataFrame(out)
 
 
-def _stored_teachers(store: ResultStore, cells: Sequence[Cell]) -> dict[str, str]:
-    """Stored teacher run id → its setting, in the order of ``cells``."""
-    return {c.cfg.run_id: c.setting for c in cells
-            if c.method == "Teacher" and store.has(c.cfg.run_id)}
+def _stored_teachers(store: ResultStore, cells: Sequence[Cell]) -> dict[str, tuple[str, dict]]:
+    """Stored teacher run id → (its setting, its manifest), in the order of ``cells``; one read
+    of each manifest answers both whether it is stored and what it records."""
+    found = {c.cfg.run_id: (c.setting, store.finished(c.cfg.run_id)) for c in cells
+             if c.method == "Teacher"}
+    return {rid: (setting, m) for rid, (setting, m) in found.items() if m is not None}
 
 
 def teacher_restores(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
@@ -1475,8 +1477,7 @@ def teacher_restores(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
     values exactly, so every row here made the same numbers."""
     columns = ["setting", "run", "started", "device", "commit", "s/epoch", "weights SHA-256"]
     rows = []
-    for rid, setting in _stored_teachers(store, cells).items():
-        m = store.manifest(rid)
+    for setting, m in _stored_teachers(store, cells).values():
         for i, r in enumerate([m, *m.get("restores", [])]):
             digest = r.get("weights_sha256")  # a first training never records one
             rows.append({"setting": setting, "run": f"restore {i}" if i else "trained",
@@ -1502,7 +1503,7 @@ def teacher_weights_named(store: ResultStore, cells: Sequence[Cell]) -> pd.DataF
             digest = m.get("teacher_checkpoint_sha256")
             key = (m["teacher_run_id"], digest[:12] if digest else "not recorded")
             named.setdefault(key, []).append(short_device_name(str(m.get("device_name"))))
-    rows = [{"setting": teachers[t], "weights SHA-256": d, "students": len(devs),
+    rows = [{"setting": teachers[t][0], "weights SHA-256": d, "students": len(devs),
              "devices": "; ".join(sorted(set(devs)))}
             for (t, d), devs in sorted(named.items(), key=lambda kv: (
                 list(teachers).index(kv[0][0]), kv[0][1] == "not recorded", kv[0][1]))]

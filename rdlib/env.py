@@ -18,8 +18,16 @@ import torch
 from rdlib.paths import repo_root
 
 
+OUTPUT_PATHS = ("results", "book")  # tracked outputs, which do not make the code dirty
+
+
 def git_state() -> dict[str, str | bool]:
     """Commit hash and whether the work tree had uncommitted changes (``dirty``).
+
+    Only the code counts: tracked changes under ``results/`` and ``book/`` (the outputs) leave
+    the tree clean. A teacher retrained on a fresh clone appends to its stored manifest
+    (:func:`rdlib.distill.ensure_teacher`) and the book's pages are rewritten when it is
+    re-executed; a run started beside either still runs the committed code.
 
     A copy of the tree without ``.git`` (a GPU machine that receives the working tree) reads
     the commit from ``$RDLIB_GIT_COMMIT``, set by whoever sent the tree from a clean
@@ -33,7 +41,8 @@ def git_state() -> dict[str, str | bool]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                     "--", ".", *(f":(exclude){p}" for p in OUTPUT_PATHS)],
                                     cwd=root, capture_output=True, text=True,
                                     check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):

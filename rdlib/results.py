@@ -229,8 +229,11 @@ class ResultStore:
                                      f"{e['field']}={held!r}, not the recorded {e['recorded']!r}")
         return errata
 
-    def manifests(self) -> pd.DataFrame:
+    def manifests(self, found: dict[str, dict] | None = None) -> pd.DataFrame:
         """One row per finished run with its provenance, for the book's provenance page.
+
+        ``found`` is :meth:`finished_manifests` when the caller has already read it (the page
+        also lists resumed runs from it), so the manifests are not parsed a second time.
 
         Fields corrected by :meth:`errata` show the corrected value; ``erratum`` says which
         field of the row was corrected (empty when none was). A run resumed from its checkpoint
@@ -242,7 +245,7 @@ class ResultStore:
             for r in e["runs"]:
                 fixes.setdefault(r, {})[e["field"]] = e["corrected"]
         rows = []
-        for r, manifest in self.finished_manifests().items():
+        for r, manifest in (self.finished_manifests() if found is None else found).items():
             fixed = fixes.get(r, {})
             m = {**manifest, **fixed}
             rows.append({"run_id": r, "paper": m["config"].get("paper"),

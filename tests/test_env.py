@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import torch
 
@@ -22,6 +24,27 @@ def test_git_state_is_unknown_and_dirty_without_git_or_environment(tmp_path, mon
     monkeypatch.delenv("RDLIB_GIT_COMMIT", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert env.git_state() == {"commit": "unknown", "dirty": True}
+
+
+def test_git_state_is_dirty_for_changed_code_not_for_changed_outputs(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+    for path in ("rdlib/code.py", "results/runs/r1/manifest.json", "book/page.ipynb"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("v1")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "v1")
+    monkeypatch.setattr(env, "repo_root", lambda: tmp_path)
+    assert env.git_state()["dirty"] is False
+    # a teacher restore appends to its manifest; the book is re-executed
+    (tmp_path / "results/runs/r1/manifest.json").write_text("v2")
+    (tmp_path / "book/page.ipynb").write_text("v2")
+    (tmp_path / "results/runs/r2").mkdir()  # untracked: never counted
+    assert env.git_state()["dirty"] is False
+    (tmp_path / "rdlib/code.py").write_text("v2")
+    assert env.git_state()["dirty"] is True
 
 
 def test_git_state_prefers_git_where_the_tree_has_it(monkeypatch):

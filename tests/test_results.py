@@ -196,6 +196,9 @@ def test_errata_correct_the_provenance_table_not_the_manifest(tmp_path):
     assert table.loc["r1", "commit"] == "aaaaaaaaaa" and table.loc["r1", "erratum"] == ""
     assert table.loc["r2", "commit"] == "bbbbbbbbbb" and table.loc["r2", "erratum"] == "git"
     assert store.manifest("r2")["git"] == stale  # the run's own record is left as it wrote it
+    # manifests the caller already read get the same corrections
+    pd.testing.assert_frame_equal(store.manifests(store.finished_manifests()), store.manifests())
+    assert store.manifests({"r1": store.manifest("r1")})["run_id"].tolist() == ["r1"]
 
 
 @pytest.mark.parametrize("runs, recorded, message", [
