@@ -17,7 +17,6 @@ import torch
 
 from rdlib.paths import repo_root
 
-
 OUTPUT_PATHS = ("results", "book")  # tracked outputs, which do not make the code dirty
 
 
