@@ -41,7 +41,9 @@ def test_git_state_is_dirty_for_changed_code_not_for_changed_outputs(tmp_path, m
     # a teacher restore appends to its manifest; the book is re-executed
     (tmp_path / "results/runs/r1/manifest.json").write_text("v2")
     (tmp_path / "book/page.ipynb").write_text("v2")
-    (tmp_path / "results/runs/r2").mkdir()  # untracked: never counted
+    (tmp_path / "results/runs/r2").mkdir()  # an untracked run: never counted
+    (tmp_path / "results/runs/r2/manifest.json").write_text("v1")
+    (tmp_path / "rdlib/new.py").write_text("v1")  # untracked code is not counted either
     assert env.git_state()["dirty"] is False
     (tmp_path / "rdlib/code.py").write_text("v2")
     assert env.git_state()["dirty"] is True
