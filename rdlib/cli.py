@@ -202,7 +202,7 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         return _restore_teachers(args, cells, store)
     if args.dry_run or not missing:
         return EXIT_OK
-    _set_threads_and_flushing(args)
+    _prepare_to_train(args)
     skipped = 0
     for i, c in enumerate(missing, 1):
         print(f"[{i}/{len(missing)}] {c.setting} {c.method} phi={c.phi} seed={c.cfg.seed}",
@@ -219,12 +219,28 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _set_threads_and_flushing(args: argparse.Namespace) -> None:
-    """Apply ``--threads`` and ``--flush-denormal`` to this process before it trains."""
+def _prepare_to_train(args: argparse.Namespace) -> None:
+    """Before this process trains: refuse uncommitted code unless ``--allow-dirty``, then apply
+    ``--threads`` and ``--flush-denormal``.
+
+    A manifest records the commit and whether the code differed from it (``git.dirty``), not
+    the difference itself, so a run trained on uncommitted code cannot be traced to its code
+    (the provenance page lists the stored runs that were: a queue started them while code was
+    being edited in the same checkout)."""
     import torch
 
     from rdlib import env
 
+    state = env.code_git_state()  # what this process imported, and what its runs will record
+    if state["dirty"] and not args.allow_dirty:
+        changed = env.code_changes()
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more"
+                                          if len(changed) > 5 else "")
+        raise _UsageError(
+            f"the code differs from commit {str(state['commit'])[:10]} ("
+            f"{shown or 'RDLIB_GIT_DIRTY or a missing .git says so'}): a run records only "
+            f"its commit, so commit or stash the change first, or pass --allow-dirty to train "
+            f"anyway with the run marked dirty")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.flush_denormal:
@@ -255,7 +271,7 @@ def _restore_teachers(args: argparse.Namespace, cells: list[Cell],
     print(f"{_count(len(firsts), 'teacher')} of the selected KD cells")
     if args.dry_run or not firsts:
         return EXIT_OK
-    _set_threads_and_flushing(args)
+    _prepare_to_train(args)
     failed = 0
     for run_id, c in firsts.items():
         try:
@@ -340,6 +356,10 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
                         "run); then several student slices can start at once")
     p.add_argument("--dry-run", action="store_true",
                    help="list the cells and whether each is stored; run nothing")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="train even though tracked code differs from the commit (refused "
+                        "otherwise: the manifest records the commit, not the change); the runs "
+                        "record git.dirty = true")
     p.add_argument("--data-dir", metavar="DIR", help="mirror root holding DIR/<name>/")
     p.add_argument("--results-dir", metavar="DIR", help="result store (default: results/)")
     p.set_defaults(func=_cmd_run_derrd)

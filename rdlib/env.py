@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -17,16 +18,41 @@ import torch
 
 from rdlib.paths import repo_root
 
-OUTPUT_PATHS = ("results", "book")  # tracked outputs, which do not make the code dirty
+#: tracked outputs, which do not make the code dirty: stored runs and errata, the executed book,
+#: and the benchmarks' result rows (a benchmark appends to them beside a training run)
+OUTPUT_PATHS = ("results", "book", "benchmarks/results")
+
+
+def _git(root: Path, *args: str) -> str:
+    """stdout of ``git args`` in ``root``; raises OSError or CalledProcessError."""
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _code_pathspec() -> list[str]:
+    """Pathspec of the code: the whole tree but :data:`OUTPUT_PATHS`."""
+    return ["--", ".", *(f":(exclude){p}" for p in OUTPUT_PATHS)]
+
+
+def code_changes() -> list[str]:
+    """Tracked code files that differ from the commit (outputs and untracked files are not
+    counted); empty where there is no git."""
+    try:
+        out = _git(repo_root(), "status", "--porcelain", "--untracked-files=no",
+                   *_code_pathspec())
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 def git_state() -> dict[str, str | bool]:
     """Commit hash and whether the work tree had uncommitted changes (``dirty``).
 
-    Only the code counts: tracked changes under ``results/`` and ``book/`` (the outputs) leave
-    the tree clean. A teacher retrained on a fresh clone appends to its stored manifest
-    (:func:`rdlib.distill.ensure_teacher`) and the book's pages are rewritten when it is
-    re-executed; a run started beside either still runs the committed code.
+    Only the code counts (:func:`code_changes`): tracked changes under :data:`OUTPUT_PATHS`
+    leave the tree clean. A teacher retrained on a fresh clone appends to its stored manifest
+    (:func:`rdlib.distill.ensure_teacher`), the book's pages are rewritten when it is
+    re-executed and a benchmark appends its rows; a run started beside any of them still runs
+    the committed code.
 
     A copy of the tree without ``.git`` (a GPU machine that receives the working tree) reads
     the commit from ``$RDLIB_GIT_COMMIT``, set by whoever sent the tree from a clean
@@ -38,15 +64,35 @@ def git_state() -> dict[str, str | bool]:
         return {"commit": os.environ["RDLIB_GIT_COMMIT"],
                 "dirty": os.environ.get("RDLIB_GIT_DIRTY", "0") != "0"}
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
-                                     "--", ".", *(f":(exclude){p}" for p in OUTPUT_PATHS)],
-                                    cwd=root, capture_output=True, text=True,
-                                    check=True).stdout.strip())
+        commit = _git(root, "rev-parse", "HEAD").strip()
+        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no",
+                          *_code_pathspec()).strip())
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": True}
     return {"commit": commit, "dirty": dirty}
+
+
+def next_code_commit(after: str) -> dict[str, str] | None:
+    """The first commit on HEAD's history committed at or after the ISO time ``after`` that
+    changes code (not :data:`OUTPUT_PATHS`): ``{"commit": 10 hex digits, "committed_at": ISO,
+    "paths": the code files it changed, comma-separated}``, or None when there is none or no git
+    history (a shallow or ``.git``-less copy).
+
+    For a run recorded as dirty it names the code edit that was most likely in progress when
+    the run started (the provenance page lists them)."""
+    try:
+        out = _git(repo_root(), "log", "--reverse", f"--since={after}", "--name-only",
+                   "--format=%x00%H %cI", *_code_pathspec())
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    start = datetime.fromisoformat(after)
+    for entry in out.split("\0")[1:]:  # one per commit: "hash time\n\npath\npath..."
+        head, *paths = entry.strip().splitlines()
+        commit, committed_at = head.split()
+        if datetime.fromisoformat(committed_at) >= start:  # --since is not exact at the edges
+            return {"commit": commit[:10], "committed_at": committed_at,
+                    "paths": ", ".join(p for p in paths if p)}
+    return None
 
 
 @functools.cache

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +240,9 @@ class ResultStore:
         field of the row was corrected (empty when none was). A run resumed from its checkpoint
         (``resumed``) shows its last process's commit, device and ``wall_time_s``; its
         ``train_eval_s`` (training plus evaluation seconds, carried in the checkpoint) counts
-        every process, and its manifest's ``segments`` name each one."""
+        every process, and its manifest's ``segments`` name each one. ``dirty`` is whether the
+        code differed from ``commit`` when the (last) process started (:func:`rdlib.env.git_state`;
+        None where not known)."""
         fixes: dict[str, dict] = {}  # run id -> {field: corrected value}
         for e in self.errata():
             for r in e["runs"]:
@@ -251,10 +254,12 @@ class ResultStore:
             rows.append({"run_id": r, "paper": m["config"].get("paper"),
                          "dataset": m["config"].get("dataset"), "device": m.get("device_name"),
                          "commit": str(m.get("git", {}).get("commit", ""))[:10],
+                         "dirty": m.get("git", {}).get("dirty"),
                          "wall_time_s": m.get("wall_time_s"),
                          "train_eval_s": train_eval_seconds(m), "resumed": was_resumed(m),
                          "torch": m["versions"]["torch"],
-                         "finished_at": m.get("finished_at"), "erratum": ", ".join(sorted(fixed))})
+                         "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
+                         "erratum": ", ".join(sorted(fixed))})
         return pd.DataFrame(rows)
 
 
@@ -313,3 +318,29 @@ def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+DIRTY_COLUMNS = ["run_id", "commit", "started_at", "next_code_commit", "minutes_later",
+                 "code_it_changed"]
+
+
+def dirty_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of ``runs`` (:meth:`ResultStore.manifests`, errata applied) recorded as trained
+    on uncommitted code (``dirty`` true), each beside the first later commit that changed code
+    (:func:`rdlib.env.next_code_commit`): the edit most likely in progress when it started,
+    how many minutes after the start it was committed, and the code files it changed. Those
+    three read "not known" where the history is missing or has no later code commit."""
+    from rdlib import env  # here: env imports torch, which reading results does not need
+
+    dirty = runs[runs["dirty"].eq(True)] if len(runs) else runs
+    rows = []
+    for run in dirty.itertuples():
+        later = env.next_code_commit(run.started_at) if run.started_at else None
+        minutes = ("not known" if later is None else
+                   round((datetime.fromisoformat(later["committed_at"])
+                          - datetime.fromisoformat(run.started_at)).total_seconds() / 60))
+        rows.append({"run_id": run.run_id, "commit": run.commit, "started_at": run.started_at,
+                     "next_code_commit": later["commit"] if later else "not known",
+                     "minutes_later": minutes,
+                     "code_it_changed": later["paths"] if later else "not known"})
+    return pd.DataFrame(rows, columns=DIRTY_COLUMNS)

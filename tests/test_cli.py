@@ -110,6 +110,38 @@ def test_help_exits_0(capsys):
 
 # ------------------------------------------------------------------ rdlib run derrd
 
+@pytest.fixture(autouse=True)
+def committed_code(monkeypatch):
+    """The tests below train (fakes of) runs whatever the tree under test holds: its code
+    counts as committed unless a test says otherwise."""
+    from rdlib import env
+
+    monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "c" * 40, "dirty": False})
+
+
+@pytest.mark.parametrize("extra", [[], ["--teachers-only"]])
+def test_run_derrd_refuses_uncommitted_code_unless_allowed(tmp_path, capsys, monkeypatch,
+                                                           extra):
+    import rdlib.distill as distill
+    import rdlib.experiments as ex
+    from rdlib import env
+
+    trained: list[str] = []
+    monkeypatch.setattr(ex, "run_experiment", lambda cfg, **kw: trained.append(cfg.method))
+    monkeypatch.setattr(distill, "ensure_teacher", lambda cfg, *a, **kw: trained.append("t"))
+    monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "a" * 40, "dirty": True})
+    monkeypatch.setattr(env, "code_changes", lambda: [f"rdlib/m{i}.py" for i in range(7)])
+    argv = ["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "RRD", "--seeds", "0",
+            "--profile", "smoke", "--results-dir", str(tmp_path), *extra]
+    assert main(argv + ["--dry-run"]) == 0  # listing trains nothing: allowed
+    capsys.readouterr()
+    assert main(argv) == 2 and trained == []
+    err = capsys.readouterr().err
+    assert "code differs from commit aaaaaaaaaa" in err and "--allow-dirty" in err
+    assert "rdlib/m0.py, rdlib/m1.py, rdlib/m2.py, rdlib/m3.py, rdlib/m4.py and 2 more" in err
+    assert main(argv + ["--allow-dirty"]) == 0 and trained == (["t"] if extra else ["rrd"])
+
+
 def test_run_derrd_dry_run_lists_stored_and_missing_cells(tmp_path, capsys):
     from rdlib import derrd
     from rdlib.results import ResultStore

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -30,7 +31,8 @@ def test_git_state_is_dirty_for_changed_code_not_for_changed_outputs(tmp_path, m
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
                        check=True, capture_output=True)
-    for path in ("rdlib/code.py", "results/runs/r1/manifest.json", "book/page.ipynb"):
+    for path in ("rdlib/code.py", "results/runs/r1/manifest.json", "book/page.ipynb",
+                 "benchmarks/results/bench.csv"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("v1")
     git("init", "-q")
@@ -45,8 +47,39 @@ def test_git_state_is_dirty_for_changed_code_not_for_changed_outputs(tmp_path, m
     (tmp_path / "results/runs/r2/manifest.json").write_text("v1")
     (tmp_path / "rdlib/new.py").write_text("v1")  # untracked code is not counted either
     assert env.git_state()["dirty"] is False
+    (tmp_path / "benchmarks/results/bench.csv").write_text("v2")  # a benchmark's new rows
+    assert env.git_state()["dirty"] is False and env.code_changes() == []
     (tmp_path / "rdlib/code.py").write_text("v2")
-    assert env.git_state()["dirty"] is True
+    assert env.git_state()["dirty"] is True and env.code_changes() == ["rdlib/code.py"]
+
+
+def test_next_code_commit_skips_output_commits_and_names_the_code_it_changed(tmp_path,
+                                                                             monkeypatch):
+    def commit(when, **files):
+        for path, text in files.items():
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path).write_text(text)
+        stamp = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+        for args in (["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                                    "-m", when]):
+            subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                           env={**os.environ, **stamp})
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    commit("2026-01-01T10:00:00+00:00", **{"rdlib/a.py": "v1"})
+    commit("2026-01-01T11:00:00+00:00", **{"results/runs/r1/manifest.json": "{}"})  # output
+    commit("2026-01-01T12:00:00+00:00", **{"rdlib/a.py": "v2", "results/x.csv": "1",
+                                           "notebooks/n.ipynb": "{}"})
+    monkeypatch.setattr(env, "repo_root", lambda: tmp_path)
+    found = env.next_code_commit("2026-01-01T10:30:00+00:00")
+    assert found is not None and found["committed_at"] == "2026-01-01T12:00:00+00:00"
+    assert found["paths"] == "notebooks/n.ipynb, rdlib/a.py"  # outputs left out
+    # the same instant in another zone; at the commit's own second it is that commit
+    assert env.next_code_commit("2026-01-01T13:30:00+02:00")["committed_at"].startswith(
+        "2026-01-01T12")
+    assert env.next_code_commit("2026-01-01T12:00:00+00:00")["paths"].endswith("rdlib/a.py")
+    assert env.next_code_commit("2026-01-01T12:00:01+00:00") is None
+    monkeypatch.setattr(env, "repo_root", lambda: tmp_path / "nowhere")  # no git: None
+    assert env.next_code_commit("2026-01-01T10:30:00+00:00") is None
 
 
 def test_git_state_prefers_git_where_the_tree_has_it(monkeypatch):

@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from rdlib.results import (
+    DIRTY_COLUMNS,
     PROCESS_COLUMNS,
     ROW_COLUMNS,
     ResultStore,
     RunRecord,
     atomic_write,
+    dirty_runs,
     resumed_processes,
     run_lock,
 )
@@ -195,6 +197,7 @@ def test_errata_correct_the_provenance_table_not_the_manifest(tmp_path):
     table = store.manifests().set_index("run_id")
     assert table.loc["r1", "commit"] == "aaaaaaaaaa" and table.loc["r1", "erratum"] == ""
     assert table.loc["r2", "commit"] == "bbbbbbbbbb" and table.loc["r2", "erratum"] == "git"
+    assert table.loc["r1", "dirty"] is True and table.loc["r2", "dirty"] is None  # corrected
     assert store.manifest("r2")["git"] == stale  # the run's own record is left as it wrote it
     # manifests the caller already read get the same corrections
     pd.testing.assert_frame_equal(store.manifests(store.finished_manifests()), store.manifests())
@@ -268,3 +271,32 @@ def test_resumed_processes_names_every_process_of_each_resumed_run():
     assert got["flush_denormal"].tolist() == [False, True, None, False, None, False]
     assert got.loc[5, "device"] == "cpu " + "e" * 40 and got.loc[4, "started_at"] == "not recorded"
     assert resumed_processes({"once": once}).empty
+
+
+def test_dirty_runs_lists_runs_on_uncommitted_code_beside_the_next_code_commit(tmp_path,
+                                                                               monkeypatch):
+    from rdlib import env
+
+    store = ResultStore(tmp_path)
+    for r, dirty, start in (("clean", False, "2026-01-01T09:00:00+00:00"),
+                            ("edited", True, "2026-01-01T10:00:00+00:00"),
+                            ("fixed", True, "2026-01-01T10:00:00+00:00"),
+                            ("last", True, "2026-01-02T10:00:00+00:00")):
+        rec = _record(r)
+        rec.manifest.update(git={"commit": "a" * 40, "dirty": dirty}, started_at=start)
+        store.save(rec)
+    (tmp_path / "errata.json").write_text(json.dumps({"errata": [
+        _erratum(["fixed"], {"commit": "a" * 40, "dirty": True},
+                 {"commit": "a" * 40, "dirty": False})]}))
+    later = {"2026-01-01T10:00:00+00:00": {"commit": "b" * 10,
+                                           "committed_at": "2026-01-01T11:30:00+00:00",
+                                           "paths": "rdlib/x.py"}}
+    monkeypatch.setattr(env, "next_code_commit", lambda after: later.get(after))
+    got = dirty_runs(store.manifests()).set_index("run_id")
+    assert list(got.reset_index().columns) == DIRTY_COLUMNS
+    assert sorted(got.index) == ["edited", "last"]  # not the clean run, nor the corrected one
+    assert got.loc["edited"].tolist() == ["a" * 10, "2026-01-01T10:00:00+00:00", "b" * 10, 90,
+                                          "rdlib/x.py"]
+    assert got.loc["last", "next_code_commit"] == "not known"  # no later code commit
+    assert dirty_runs(pd.DataFrame()).empty and list(dirty_runs(pd.DataFrame()).columns) == \
+        DIRTY_COLUMNS
