@@ -1399,6 +1399,45 @@ def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFr
         train_eval_min=("minutes", "mean"), resumed=("resumed", "sum")).round(2)
 
 
+def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) -> pd.DataFrame:
+    """What the grid at student size ``phi`` still lacks, and what it would cost: per setting
+    and student method with a seed not stored, the seeds ``stored`` and ``missing``, the device
+    its teacher was trained on (a teacher trained on a GPU cannot be retrained on a CPU to the
+    same weights, so its students need a GPU once its weights are gone), and the median
+    minutes of training plus evaluation of the stored runs of the same cell
+    (:func:`~rdlib.results.train_eval_seconds`), the devices that measured them, and the hours
+    the missing seeds would take at that median. A cell with no stored run has no measured cost.
+    Minutes are the cost on the device named, often beside other runs; compare the rows of
+    "Training cost" for how devices differ."""
+    columns = ["setting", "method", "stored", "missing", "teacher trained on", "min/run",
+               "measured on", "hours left"]
+    teachers = {setting: m for setting, m in _stored_teachers(store, cells).values()}
+    by_cell: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        if c.method != "Teacher" and c.phi == phi:
+            by_cell.setdefault((c.setting, c.method), []).append(c)
+    rows = []
+    for (setting, method), group in by_cell.items():
+        found = [m for m in (store.finished(c.cfg.run_id) for c in group) if m is not None]
+        if len(found) == len(group):
+            continue
+        minutes = [train_eval_seconds(m) / 60 for m in found
+                   if train_eval_seconds(m) is not None]
+        median = float(np.median(minutes)) if minutes else None
+        teacher = teachers.get(setting)
+        rows.append({
+            "setting": setting, "method": method, "stored": len(found),
+            "missing": len(group) - len(found),
+            "teacher trained on": (short_device_name(str(teacher.get("device_name")))
+                                   if teacher else "not stored"),
+            "min/run": round(median, 1) if median is not None else "no stored run",
+            "measured on": "; ".join(sorted({short_device_name(str(m.get("device_name")))
+                                             for m in found})) or "",
+            "hours left": (round((len(group) - len(found)) * median / 60, 1)
+                           if median is not None else "not known")})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def kd_loss_share(store: ResultStore, cells: Sequence[Cell], epoch: int = 1) -> pd.DataFrame:
     """How much of a KD student's training loss is the distillation term, estimated from the
     stored curves: the summed loss of ``epoch`` (base loss + λ·KD term, ``training.fit``) of

@@ -1106,3 +1106,24 @@ def test_training_cost_sums_every_process_of_a_resumed_run():
     assert row["resumed"] == 1
     with pytest.raises(ValueError, match="1 cells but 2 manifests"):
         derrd.training_cost([a], manifests)
+
+
+def test_missing_runs_counts_the_seeds_left_and_prices_them_from_the_stored_ones(filled):
+    """Student and RRD have all three seeds: not listed. DE has one stored run of 30 min, so its
+    two missing seeds cost an hour; RD, CD and DE-RRD have no run to price them by."""
+    store, cells = filled
+    for c in cells:
+        if c.method == "Teacher":
+            store.write_manifest(c.cfg.run_id, {**store.manifest(c.cfg.run_id),
+                                                "device_name": "NVIDIA H100 80GB HBM3"})
+        if c.method == "DE" and store.has(c.cfg.run_id):
+            store.write_manifest(c.cfg.run_id, {**store.manifest(c.cfg.run_id),
+                                                "device_name": "cpu (x86_64, 1 threads)",
+                                                "train_seconds": 1500.0, "eval_seconds": 300.0})
+    got = derrd.missing_runs(store, cells).set_index("method")
+    assert sorted(got.index) == ["CD", "DE", "DE-RRD", "RD"]
+    assert got.loc["DE"].tolist() == ["CiteULike/BPR", 1, 2, "NVIDIA H100 80GB HBM3", 30.0,
+                                      "CPU (model not recorded)", 1.0]
+    assert got.loc["RD", "stored"] == 0 and got.loc["RD", "missing"] == 3
+    assert got.loc["RD", "min/run"] == "no stored run" and got.loc["RD", "hours left"] == "not known"
+    assert derrd.missing_runs(store, cells, phi=0.5).empty  # the grid has no φ = 0.5 cell
