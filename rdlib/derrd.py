@@ -1411,7 +1411,7 @@ def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) ->
     "Training cost" for how devices differ."""
     columns = ["setting", "method", "stored", "missing", "teacher trained on", "min/run",
                "measured on", "hours left"]
-    teachers = {setting: m for setting, m in _stored_teachers(store, cells).values()}
+    teachers = dict(_stored_teachers(store, cells).values())  # setting → teacher manifest
     by_cell: dict[tuple[str, str], list[Cell]] = {}
     for c in cells:
         if c.method != "Teacher" and c.phi == phi:
@@ -1432,7 +1432,7 @@ def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) ->
                                    if teacher else "not stored"),
             "min/run": round(median, 1) if median is not None else "no stored run",
             "measured on": "; ".join(sorted({short_device_name(str(m.get("device_name")))
-                                             for m in found})) or "",
+                                             for m in found})),
             "hours left": (round((len(group) - len(found)) * median / 60, 1)
                            if median is not None else "not known")})
     return pd.DataFrame(rows, columns=columns)
