@@ -1419,21 +1419,20 @@ def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) ->
     rows = []
     for (setting, method), group in by_cell.items():
         found = [m for m in (store.finished(c.cfg.run_id) for c in group) if m is not None]
-        if len(found) == len(group):
+        n_missing = len(group) - len(found)
+        if not n_missing:
             continue
-        minutes = [train_eval_seconds(m) / 60 for m in found
-                   if train_eval_seconds(m) is not None]
+        minutes = [s / 60 for s in map(train_eval_seconds, found) if s is not None]
         median = float(np.median(minutes)) if minutes else None
         teacher = teachers.get(setting)
         rows.append({
-            "setting": setting, "method": method, "stored": len(found),
-            "missing": len(group) - len(found),
+            "setting": setting, "method": method, "stored": len(found), "missing": n_missing,
             "teacher trained on": (short_device_name(str(teacher.get("device_name")))
                                    if teacher else "not stored"),
             "min/run": round(median, 1) if median is not None else "no stored run",
             "measured on": "; ".join(sorted({short_device_name(str(m.get("device_name")))
                                              for m in found})),
-            "hours left": (round((len(group) - len(found)) * median / 60, 1)
+            "hours left": (round(n_missing * median / 60, 1)
                            if median is not None else "not known")})
     return pd.DataFrame(rows, columns=columns)
 

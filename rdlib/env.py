@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -34,15 +33,20 @@ def _code_pathspec() -> list[str]:
     return ["--", ".", *(f":(exclude){p}" for p in OUTPUT_PATHS)]
 
 
+def _changed_code(root: Path) -> list[str]:
+    """Tracked code files of ``root`` that differ from its commit (outputs and untracked files
+    are not counted); raises OSError or CalledProcessError where git cannot tell."""
+    out = _git(root, "status", "--porcelain", "--untracked-files=no", *_code_pathspec())
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
 def code_changes() -> list[str]:
     """Tracked code files that differ from the commit (outputs and untracked files are not
     counted); empty where there is no git."""
     try:
-        out = _git(repo_root(), "status", "--porcelain", "--untracked-files=no",
-                   *_code_pathspec())
+        return _changed_code(repo_root())
     except (OSError, subprocess.CalledProcessError):
         return []
-    return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 def git_state() -> dict[str, str | bool]:
@@ -65,8 +69,7 @@ def git_state() -> dict[str, str | bool]:
                 "dirty": os.environ.get("RDLIB_GIT_DIRTY", "0") != "0"}
     try:
         commit = _git(root, "rev-parse", "HEAD").strip()
-        dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no",
-                          *_code_pathspec()).strip())
+        dirty = bool(_changed_code(root))
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": True}
     return {"commit": commit, "dirty": dirty}
@@ -85,14 +88,13 @@ def next_code_commit(after: str) -> dict[str, str] | None:
                    "--format=%x00%H %cI", *_code_pathspec())
     except (OSError, subprocess.CalledProcessError):
         return None
-    start = datetime.fromisoformat(after)
-    for entry in out.split("\0")[1:]:  # one per commit: "hash time\n\npath\npath..."
-        head, *paths = entry.strip().splitlines()
-        commit, committed_at = head.split()
-        if datetime.fromisoformat(committed_at) >= start:  # --since is not exact at the edges
-            return {"commit": commit[:10], "committed_at": committed_at,
-                    "paths": ", ".join(p for p in paths if p)}
-    return None
+    entries = out.split("\0")[1:]  # one per commit: "hash time\n\npath\npath..."
+    if not entries:
+        return None
+    head, *paths = entries[0].strip().splitlines()  # --since keeps commits at or after `after`
+    commit, committed_at = head.split()
+    return {"commit": commit[:10], "committed_at": committed_at,
+            "paths": ", ".join(p for p in paths if p)}
 
 
 @functools.cache
