@@ -1199,6 +1199,31 @@ def lambda_grid_agreement(ours: pd.DataFrame, paper: pd.DataFrame) -> dict[str, 
     return {"rho": float(rho), "p": float(p), "n": len(both)}
 
 
+def lambda_seed_agreement(store: ResultStore, cells: Sequence[Cell], setting: str,
+                          seeds: tuple[int, int] = (0, 1), metric: str = "hr", k: int = 5
+                          ) -> dict[str, float]:
+    """How far ``setting``'s Table 5 grid moves from one training seed to another: the grids of
+    ``seeds[0]`` and ``seeds[1]`` alone (:func:`table5`) over the cells both seeds have.
+
+    Returns ``n`` (cells with both seeds), Spearman's ``rho`` and its ``p`` between the two
+    grids (:func:`lambda_grid_agreement`, NaN under 3 cells), and the change ``seeds[1]`` −
+    ``seeds[0]`` per cell: ``mean diff``, ``mean |diff|`` and ``max |diff|``. It is the yardstick
+    for the ρ against the paper's grid and for the main effects, which rest on one seed: two
+    seeds of the very same grid agree only this well."""
+    a, b = (table5(store, cells, setting, metric=metric, k=k, seeds=[s]) for s in seeds)
+    out: dict[str, float] = {"n": 0, "rho": float("nan"), "p": float("nan"),
+                             "mean diff": float("nan"), "mean |diff|": float("nan"),
+                             "max |diff|": float("nan")}
+    if a.empty or b.empty:
+        return out
+    diff = (b - a).stack().dropna()  # (cells with both seeds,)
+    out.update(lambda_grid_agreement(a, b))
+    if len(diff):
+        out.update({"mean diff": float(diff.mean()), "mean |diff|": float(diff.abs().mean()),
+                    "max |diff|": float(diff.abs().max())})
+    return out
+
+
 def lambda_main_effects(grid: pd.DataFrame) -> pd.DataFrame:
     """Each λ's main effect in a Table 5 grid (ours, :func:`table5`, or the paper's,
     :func:`paper_lambda_grid`): the metric at each value of one λ averaged over the values of

@@ -1049,6 +1049,32 @@ def test_lambda_grid_agreement_ranks_the_cells_both_grids_hold():
     assert got["n"] == 2 and np.isnan(got["rho"]) and np.isnan(got["p"])
 
 
+def test_lambda_seed_agreement_compares_two_seeds_on_the_cells_both_have(tmp_path):
+    store = ResultStore(tmp_path)
+    cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE-RRD"], seeds=[0, 1])
+    setting = "CiteULike/BPR"
+    assert derrd.lambda_seed_agreement(store, cells, setting)["n"] == 0  # nothing stored
+    shift = {(1e-4, 1e-4): 0.02, (1e-4, 1e-3): -0.01, (1e-3, 1e-4): 0.03, (1e-1, 1e-1): 0.0}
+    for l_de, l_rrd, cell in derrd.lambda_cells(cells, setting):
+        value = 0.3 + l_de + 2 * l_rrd  # seed 0: a distinct value per cell
+        if cell.cfg.seed == 0:
+            _store_run(store, cell, np.full(N_USERS, value))
+        elif (l_de, l_rrd) in shift:  # seed 1 on four cells only
+            _store_run(store, cell, np.full(N_USERS, value + shift[(l_de, l_rrd)]))
+    got = derrd.lambda_seed_agreement(store, cells, setting)
+    assert got["n"] == 4
+    diffs = np.array(list(shift.values())) * 1.05  # _store_run's HR@5 factor
+    assert got["mean diff"] == pytest.approx(diffs.mean(), abs=1e-6)
+    assert got["mean |diff|"] == pytest.approx(np.abs(diffs).mean(), abs=1e-6)
+    assert got["max |diff|"] == pytest.approx(0.03 * 1.05, abs=1e-6)
+    # by hand, cells (1e-4,1e-4), (1e-4,1e-3), (1e-3,1e-4), (1e-1,1e-1): seed 0 values 0.3003,
+    # 0.3021, 0.3012, 0.6 rank 1, 3, 2, 4; seed 1 values 0.3203, 0.2921, 0.3312, 0.6 rank
+    # 2, 1, 3, 4; Σd² = 1 + 4 + 1 + 0 = 6, ρ = 1 − 6·6/(4·(16 − 1)) = 0.4
+    assert got["rho"] == pytest.approx(0.4)
+    one_seed = derrd.lambda_seed_agreement(store, cells, setting, seeds=(0, 2))
+    assert one_seed["n"] == 0 and np.isnan(one_seed["rho"]) and np.isnan(one_seed["mean diff"])
+
+
 def test_teacher_restores_and_the_weights_their_students_name(filled):
     """The teacher's first training and each restore, one row each; and per weights digest the
     KD students that recorded it (plain students name no teacher; an older student without the
