@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from rdlib.paths import repo_root
+from rdlib.reports import papermill_command
 
 # (source notebook, executed copy, parameters of the full profile)
 NOTEBOOKS: list[tuple[str, str, dict]] = [
@@ -41,8 +42,7 @@ def execute(names: list[str] | None, device: str, recompute: bool) -> None:
         if "profile" in params:
             params["device"] = device
         t0 = time.perf_counter()
-        print(f"papermill {src} {dst} " + " ".join(f"-p {k} {v}" for k, v in params.items()),
-              flush=True)
+        print(papermill_command(src, params, dst), flush=True)
         pm.execute_notebook(src, dst, parameters=params, cwd=str(root), progress_bar=False,
                             kernel_name="python3")
         print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)

@@ -220,27 +220,18 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
 
 
 def _prepare_to_train(args: argparse.Namespace) -> None:
-    """Before this process trains: refuse uncommitted code unless ``--allow-dirty``, then apply
-    ``--threads`` and ``--flush-denormal``.
-
-    A manifest records the commit and whether the code differed from it (``git.dirty``), not
-    the difference itself, so a run trained on uncommitted code cannot be traced to its code
-    (the provenance page lists the stored runs that were: a queue started them while code was
-    being edited in the same checkout)."""
+    """Before this process trains: refuse uncommitted code unless ``--allow-dirty``
+    (:func:`rdlib.env.require_committed_code`), then apply ``--threads`` and
+    ``--flush-denormal``."""
     import torch
 
     from rdlib import env
 
-    state = env.code_git_state()  # what this process imported, and what its runs will record
-    if state["dirty"] and not args.allow_dirty:
-        changed = env.code_changes()
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more"
-                                          if len(changed) > 5 else "")
-        raise _UsageError(
-            f"the code differs from commit {str(state['commit'])[:10]} ("
-            f"{shown or 'RDLIB_GIT_DIRTY or a missing .git says so'}): a run records only "
-            f"its commit, so commit or stash the change first, or pass --allow-dirty to train "
-            f"anyway with the run marked dirty")
+    if not args.allow_dirty:
+        try:
+            env.require_committed_code("pass --allow-dirty")
+        except env.UncommittedCode as e:
+            raise _UsageError(str(e)) from e
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.flush_denormal:

@@ -109,6 +109,33 @@ def code_git_state() -> dict[str, str | bool]:
     return git_state()
 
 
+class UncommittedCode(RuntimeError):
+    """Training was asked for while the code differs from its commit
+    (:func:`require_committed_code`)."""
+
+
+def require_committed_code(override: str) -> None:
+    """Refuse to train on uncommitted code: raise :class:`UncommittedCode` when
+    :func:`code_git_state` (what this process imported, and what its runs will record) says
+    dirty, naming the changed files (at most 5) and the commit, and ``override``, how the caller
+    trains anyway (``"pass --allow-dirty"``, ``"pass -p allow_dirty True"``).
+
+    A manifest records the commit and whether the code differed from it (``git.dirty``), not
+    the difference itself, so a run trained on uncommitted code cannot be traced to its code
+    (the provenance page lists the stored runs that were: a queue started them while code was
+    being edited in the same checkout)."""
+    state = code_git_state()
+    if not state["dirty"]:
+        return
+    changed = code_changes()
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    raise UncommittedCode(
+        f"the code differs from commit {str(state['commit'])[:10]} ("
+        f"{shown or 'RDLIB_GIT_DIRTY or a missing .git says so'}): a run records only its "
+        f"commit, so commit or stash the change first, or {override} to train anyway with the "
+        f"run marked dirty")
+
+
 def cpu_model(cpuinfo: str | None = None) -> str:
     """The CPU's model, e.g. ``AMD EPYC (family 23, model 1)``, from ``/proc/cpuinfo``.
 

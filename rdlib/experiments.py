@@ -93,6 +93,18 @@ def make_evaluator(split: Split, cfg: RunConfig):
     return evaluate_full
 
 
+def check_committed_before_training(configs: list[RunConfig], store: ResultStore,
+                                    override: str = "pass -p allow_dirty True") -> None:
+    """Before a notebook trains ``configs`` into ``store``: refuse, as ``rdlib run`` does
+    (:func:`rdlib.env.require_committed_code` raises :class:`rdlib.env.UncommittedCode`), when
+    the code differs from its commit and any of them would train: one the store lacks, or any
+    under ``RDLIB_RECOMPUTE=1``. A page whose runs are all stored still re-executes on edited
+    code, since it trains nothing (its runs are cache hits)."""
+    recompute = os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
+    if recompute or not all(store.has(c.run_id) for c in configs):
+        env.require_committed_code(override)
+
+
 def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
                    data_dir: str | None = None, recompute: bool | None = None,
                    resume: bool = False) -> str:

@@ -6,6 +6,8 @@ Nothing here trains. The papers' reported numbers are read from ``data/paper_res
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -346,13 +348,20 @@ def inference_table(path: str | Path | None = None) -> pd.DataFrame:
 
 
 def papermill_command(notebook: str, parameters: dict, output: str | None = None) -> str:
-    """The exact ``papermill`` command that re-executes ``notebook`` with ``parameters``
-    (values quoted as papermill's ``-p`` expects), to show in a page's Reproduce box."""
+    """The exact ``papermill`` command that re-executes ``notebook`` with ``parameters``, to show
+    in a page's Reproduce box.
+
+    A scalar goes as ``-p`` (papermill reads a number, ``True``, ``False`` or ``None`` as such
+    and anything else as a string); a list goes as ``-y`` YAML, since ``-p seeds "[0, 1]"``
+    would give the notebook the string ``"[0, 1]"``, not a list. Each argument is quoted for a
+    POSIX shell."""
     output = output or f"book/{notebook.rsplit('/', 1)[-1]}"
     parts = ["papermill", notebook, output]
     for key, value in parameters.items():
-        text = str(value) if not isinstance(value, list | tuple) else str(list(value))
-        parts += ["-p", key, f'"{text}"' if " " in text else text]
+        if isinstance(value, list | tuple):
+            parts += ["-y", shlex.quote(f"{key}: {json.dumps(list(value))}")]
+        else:
+            parts += ["-p", key, shlex.quote(str(value))]
     return " ".join(parts)
 
 

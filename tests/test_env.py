@@ -165,6 +165,21 @@ def test_cpu_device_name_names_the_cpu_its_vector_unit_and_threads(monkeypatch):
     assert env.device_name("cpu") == "cpu (AMD EPYC (family 23, model 1), AVX2, x86_64, 3 threads)"
 
 
+def test_require_committed_code_names_the_changed_files_and_the_way_around(monkeypatch):
+    monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "b" * 40, "dirty": False})
+    monkeypatch.setattr(env, "code_changes", lambda: ["rdlib/x.py"])  # not consulted: clean
+    env.require_committed_code("pass --allow-dirty")  # a clean tree trains
+    monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "b" * 40, "dirty": True})
+    with pytest.raises(env.UncommittedCode) as err:
+        env.require_committed_code("pass -p allow_dirty True")
+    msg = str(err.value)
+    assert msg.startswith("the code differs from commit bbbbbbbbbb (rdlib/x.py)")
+    assert msg.endswith("or pass -p allow_dirty True to train anyway with the run marked dirty")
+    monkeypatch.setattr(env, "code_changes", lambda: [])  # dirty by $RDLIB_GIT_DIRTY, no .git
+    with pytest.raises(env.UncommittedCode, match="RDLIB_GIT_DIRTY or a missing .git says so"):
+        env.require_committed_code("pass --allow-dirty")
+
+
 def test_code_git_state_keeps_the_commit_the_process_started_with(monkeypatch):
     """A commit made while a long process trains is not the code of its later runs."""
     states = iter([{"commit": "imported", "dirty": False}, {"commit": "later", "dirty": False}])

@@ -110,9 +110,41 @@ def test_papermill_command_and_devices():
     from rdlib.reports import devices_of, papermill_command
 
     cmd = papermill_command("notebooks/x.ipynb", {"profile": "full", "seeds": [0, 1]})
-    assert cmd == 'papermill notebooks/x.ipynb book/x.ipynb -p profile full -p seeds "[0, 1]"'
+    assert cmd == "papermill notebooks/x.ipynb book/x.ipynb -p profile full -y 'seeds: [0, 1]'"
     ms = [{"device_name": "cpu", "versions": {"torch": "2"}}] * 2
     assert devices_of(ms) == "cpu, torch 2" and devices_of([]) == "no stored run"
+
+
+def test_papermill_command_gives_the_notebook_the_values_themselves(tmp_path):
+    """The Reproduce box's command, split as a shell splits it and run through papermill's own
+    command line (--prepare-only: parameters injected, nothing executed), hands the notebook
+    lists as lists and numbers as numbers; papermill's ``-p`` would hand it the string
+    "[0, 1]"."""
+    import shlex
+
+    import nbformat
+    from click.testing import CliRunner
+    from papermill.cli import papermill
+
+    from rdlib.reports import papermill_command
+
+    src, out = tmp_path / "x.ipynb", tmp_path / "out.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'\nseeds = None",
+                                          metadata={"tags": ["parameters"]})]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    nbformat.write(nb, src)
+    params = {"profile": "full", "seeds": [0, 1], "settings": ["CiteULike/BPR", "Foursquare/BPR"],
+              "lr": 0.001, "device": "cuda:0", "run_missing": False, "data_dir": None}
+    args = shlex.split(papermill_command(str(src), params, output=str(out)))
+    result = CliRunner().invoke(papermill, [*args[1:], "--prepare-only"])
+    assert result.exit_code == 0, result.output
+    injected = [c for c in nbformat.read(out, as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    got: dict = {}
+    exec(injected[0].source, {}, got)  # the assignments papermill wrote
+    assert got == params
 
 
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):

@@ -298,3 +298,26 @@ def test_checkpoint_without_generator_state_still_loads(tmp_path):
     torch.save(state, ckpt)
     with pytest.raises(RuntimeError, match="user_experts.w3"):
         train(4, ckpt)
+
+
+def test_notebooks_refuse_to_train_on_uncommitted_code_but_find_stored_runs(tmp_path,
+                                                                           monkeypatch):
+    """check_committed_before_training, the notebooks' guard: only a run that would train is
+    refused on a dirty tree; a page whose runs are all stored re-executes (cache hits)."""
+    from rdlib import env
+    from rdlib.experiments import check_committed_before_training
+
+    store = ResultStore(tmp_path)
+    cfgs = [RunConfig(**CFG, seed=s) for s in (0, 1)]
+    run_experiment(cfgs[0], store=store)
+    monkeypatch.delenv("RDLIB_RECOMPUTE", raising=False)
+    monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "d" * 40, "dirty": True})
+    monkeypatch.setattr(env, "code_changes", lambda: ["rdlib/training.py"])
+    check_committed_before_training(cfgs[:1], store)  # stored: nothing would train
+    with pytest.raises(env.UncommittedCode, match=r"\(rdlib/training.py\).*-p allow_dirty True"):
+        check_committed_before_training(cfgs, store)  # seed 1 would train
+    monkeypatch.setenv("RDLIB_RECOMPUTE", "1")  # every run would train again
+    with pytest.raises(env.UncommittedCode):
+        check_committed_before_training(cfgs[:1], store)
+    monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "d" * 40, "dirty": False})
+    check_committed_before_training(cfgs, store)  # committed code trains
