@@ -11,6 +11,7 @@ code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touc
                     [--study table2|table4|table5] [--variants V ...]
                     [--lambda-de L ...] [--lambda-rrd L ...]
                     [--profile full|smoke] [--device D] [--threads N] [--dry-run]
+    rdlib rerun RUN_ID [--results-dir DIR] [--scratch DIR] [--data-dir DIR]
 
 Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
 with code 2, like argparse usage errors.
@@ -357,6 +358,53 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# rdlib rerun ...
+# --------------------------------------------------------------------------------------------
+
+EXIT_DIFFERS = 1
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    from rdlib.rerun import RerunError, rerun
+    from rdlib.results import ResultStore
+
+    source = ResultStore(args.results_dir) if args.results_dir else ResultStore()
+    scratch = ResultStore(args.scratch) if args.scratch else None
+    try:
+        source.manifest(args.run_id)
+    except FileNotFoundError as e:
+        raise _UsageError(str(e)) from e
+    try:
+        row = rerun(args.run_id, source, scratch, data_dir=args.data_dir)
+    except RerunError as e:
+        raise _UsageError(str(e)) from e
+    verdict = ("repeats the stored run bit for bit" if row["identical"] else
+               f"differs from the stored run: metrics by up to {row['metrics_max_abs_diff']:.3g}, "
+               f"per-user values by up to {row['per_user_max_abs_diff']:.3g}, "
+               f"{row['epochs_differ']} selected epochs")
+    print(f"{args.run_id} at {row['commit']} on {row['rerun_device']}: {verdict} "
+          f"(recorded in {source.root / 'reruns.csv'})")
+    return EXIT_OK if row["identical"] else EXIT_DIFFERS
+
+
+def _add_rerun_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rerun", help="recompute a stored run with its commit's code and compare",
+                       description="Recompute a stored run with the code of its own commit "
+                       "(exported from git), the CPU threads and denormal setting it records "
+                       "and its teacher's stored weights, into a scratch store; compare its "
+                       "metrics and per-user values with the stored ones and append the "
+                       "outcome to <results>/reruns.csv. Exit 0 when they are identical, 1 "
+                       "when they differ.")
+    p.add_argument("run_id", help="a stored run's id (results/runs/<run_id>)")
+    p.add_argument("--results-dir", metavar="DIR", help="result store (default: results/)")
+    p.add_argument("--scratch", metavar="DIR",
+                   help="where the rerun is stored (default: _build/rerun/); an interrupted "
+                        "rerun resumes from its checkpoint there")
+    p.add_argument("--data-dir", metavar="DIR", help="mirror root holding DIR/<name>/")
+    p.set_defaults(func=_cmd_rerun)
+
+
+# --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
 
@@ -365,7 +413,7 @@ class _UsageError(Exception):
 
 
 _COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_data_commands, _add_run_commands]
+    _add_data_commands, _add_run_commands, _add_rerun_command]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -53,7 +53,7 @@ from rdlib.kd.topk import file_digest
 from rdlib.models import build_model
 from rdlib.models.base import Recommender
 from rdlib.protocols import Split
-from rdlib.results import ResultStore, atomic_write
+from rdlib.results import ResultStore, atomic_write, compare_numbers, run_numbers
 from rdlib.training import Distiller
 
 _DE = {"lmbda_de": 0.01, "n_experts": 30, "selection": "gumbel", "expert_hidden": None}
@@ -190,23 +190,17 @@ def _unmatched_path(store: ResultStore, tcfg: RunConfig) -> Path:
     return store.root / "checkpoints" / f"{tcfg.run_id}.unmatched.json"
 
 
-def _numbers(store: ResultStore, run_id: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """What a retrain must repeat: the run's metric rows (as stored) and per-user values."""
-    rows = store.metrics(run_id)[["split", "metric", "k", "value", "epoch"]]
-    return rows.reset_index(drop=True), store.per_user(run_id)
-
-
 class _StoredRun(NamedTuple):
     """A stored run as it was before its retrain."""
 
     files: dict[str, bytes]  # written back if the retrain does not repeat the run
     manifest: dict
-    numbers: tuple[pd.DataFrame, dict[str, np.ndarray]]  # :func:`_numbers`
+    numbers: tuple[pd.DataFrame, dict[str, np.ndarray]]  # :func:`run_numbers`
 
 
 def _read_stored(store: ResultStore, run_id: str) -> _StoredRun:
     files = {p.name: p.read_bytes() for p in store.run_dir(run_id).iterdir() if p.is_file()}
-    return _StoredRun(files, store.manifest(run_id), _numbers(store, run_id))
+    return _StoredRun(files, store.manifest(run_id), run_numbers(store, run_id))
 
 
 def _refuse_known_mismatch(store: ResultStore, tcfg: RunConfig, device: str) -> None:
@@ -232,13 +226,11 @@ def _check_retrain(store: ResultStore, tcfg: RunConfig, before: _StoredRun) -> N
     different teacher with them (means over seeds, paired tests) would mix two teachers.
     """
     rid = tcfg.run_id
-    old_rows, old_users = before.numbers
-    new_rows, new_users = _numbers(store, rid)
-    same = (new_rows.equals(old_rows) and old_users.keys() == new_users.keys()
-            and all(np.array_equal(old_users[k], new_users[k]) for k in old_users))
-    if same:
+    new = run_numbers(store, rid)
+    if compare_numbers(before.numbers, new)["identical"]:
         _keep_stored_run(store, tcfg, before)
         return
+    old_rows, new_rows = before.numbers[0], new[0]
     made_here = store.manifest(rid).get("device_name", "?")
 
     def hr5(rows: pd.DataFrame) -> str:

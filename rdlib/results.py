@@ -230,6 +230,18 @@ class ResultStore:
                                      f"{e['field']}={held!r}, not the recorded {e['recorded']!r}")
         return errata
 
+    def _fixes(self) -> dict[str, dict]:
+        """Run id → {field: corrected value} of every erratum (:meth:`errata`)."""
+        fixes: dict[str, dict] = {}
+        for e in self.errata():
+            for r in e["runs"]:
+                fixes.setdefault(r, {})[e["field"]] = e["corrected"]
+        return fixes
+
+    def corrected_manifest(self, run_id: str) -> dict:
+        """A run's manifest with the fields its errata correct (:meth:`errata`) replaced."""
+        return {**self.manifest(run_id), **self._fixes().get(run_id, {})}
+
     def manifests(self, found: dict[str, dict] | None = None) -> pd.DataFrame:
         """One row per finished run with its provenance, for the book's provenance page.
 
@@ -243,10 +255,7 @@ class ResultStore:
         every process, and its manifest's ``segments`` name each one. ``dirty`` is whether the
         code differed from ``commit`` when the (last) process started (:func:`rdlib.env.git_state`;
         None where not known)."""
-        fixes: dict[str, dict] = {}  # run id -> {field: corrected value}
-        for e in self.errata():
-            for r in e["runs"]:
-                fixes.setdefault(r, {})[e["field"]] = e["corrected"]
+        fixes = self._fixes()
         rows = []
         for r, manifest in (self.finished_manifests() if found is None else found).items():
             fixed = fixes.get(r, {})
@@ -261,6 +270,40 @@ class ResultStore:
                          "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
                          "erratum": ", ".join(sorted(fixed))})
         return pd.DataFrame(rows)
+
+
+def run_numbers(store: ResultStore, run_id: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """What a recomputation must repeat: the run's metric rows as stored (split, metric, k,
+    value, epoch) and its per-user values."""
+    rows = store.metrics(run_id)[["split", "metric", "k", "value", "epoch"]]
+    return rows.reset_index(drop=True), store.per_user(run_id)
+
+
+def compare_numbers(old: tuple[pd.DataFrame, dict[str, np.ndarray]],
+                    new: tuple[pd.DataFrame, dict[str, np.ndarray]]) -> dict[str, float | bool]:
+    """Whether two :func:`run_numbers` are the same, and by how much they differ.
+
+    ``identical``: the metric rows (values and selected epochs) and every per-user array are
+    equal, bit for bit as stored. ``metrics_max_abs_diff``: the largest |difference| of a
+    metric value (rows matched on split, metric, k); ``per_user_max_abs_diff``: the same over
+    the per-user arrays; ``epochs_differ``: the number of rows whose selected epoch differs.
+    A row or array one side lacks makes the differences infinite."""
+    (old_rows, old_users), (new_rows, new_users) = old, new
+    key = ["split", "metric", "k"]
+    both = old_rows.merge(new_rows, on=key, how="outer", suffixes=("_old", "_new"))
+    missing = bool(both[["value_old", "value_new"]].isna().any(axis=None))
+    diff = (both["value_old"] - both["value_new"]).abs().to_numpy()  # (rows,)
+    metrics = float("inf") if missing else float(diff.max(initial=0.0))
+    epochs = int((both["epoch_old"] != both["epoch_new"]).sum())
+    same_arrays = old_users.keys() == new_users.keys() and all(
+        old_users[k].shape == new_users[k].shape for k in old_users)
+    per_user = float("inf") if not same_arrays else max(
+        (float(np.abs(old_users[k].astype(np.float64) - new_users[k]).max(initial=0.0))
+         for k in old_users), default=0.0)
+    identical = (new_rows.equals(old_rows) and same_arrays
+                 and all(np.array_equal(old_users[k], new_users[k]) for k in old_users))
+    return {"identical": identical, "metrics_max_abs_diff": metrics,
+            "per_user_max_abs_diff": per_user, "epochs_differ": epochs}
 
 
 def train_eval_seconds(manifest: dict) -> float | None:
