@@ -11,7 +11,7 @@ code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touc
                     [--study table2|table4|table5] [--variants V ...]
                     [--lambda-de L ...] [--lambda-rrd L ...]
                     [--profile full|smoke] [--device D] [--threads N] [--dry-run]
-    rdlib rerun RUN_ID [--results-dir DIR] [--scratch DIR] [--data-dir DIR]
+    rdlib rerun RUN_ID [--at COMMIT] [--results-dir DIR] [--scratch DIR] [--data-dir DIR]
 
 Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
 with code 2, like argparse usage errors.
@@ -369,20 +369,20 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     from rdlib.results import ResultStore
 
     source = ResultStore(args.results_dir) if args.results_dir else ResultStore()
-    scratch = ResultStore(args.scratch) if args.scratch else None
     try:
         source.manifest(args.run_id)
     except FileNotFoundError as e:
         raise _UsageError(str(e)) from e
     try:
-        row = rerun(args.run_id, source, scratch, data_dir=args.data_dir)
+        row = rerun(args.run_id, source, args.scratch, data_dir=args.data_dir, at=args.at)
     except RerunError as e:
         raise _UsageError(str(e)) from e
     verdict = ("repeats the stored run bit for bit" if row["identical"] else
                f"differs from the stored run: metrics by up to {row['metrics_max_abs_diff']:.3g}, "
                f"per-user values by up to {row['per_user_max_abs_diff']:.3g}, "
                f"{row['epochs_differ']} selected epochs")
-    print(f"{args.run_id} at {row['commit']} on {row['rerun_device']}: {verdict} "
+    print(f"{args.run_id} (stored at {row['stored_commit']}) rerun with the code of "
+          f"{row['commit']} on {row['rerun_device']}: {verdict} "
           f"(recorded in {source.root / 'reruns.csv'})")
     return EXIT_OK if row["identical"] else EXIT_DIFFERS
 
@@ -390,16 +390,21 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 def _add_rerun_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rerun", help="recompute a stored run with its commit's code and compare",
                        description="Recompute a stored run with the code of its own commit "
-                       "(exported from git), the CPU threads and denormal setting it records "
-                       "and its teacher's stored weights, into a scratch store; compare its "
+                       "(or --at another; exported from git), the CPU threads and denormal "
+                       "setting it records and its teacher's stored weights, into a scratch "
+                       "store; compare its "
                        "metrics and per-user values with the stored ones and append the "
                        "outcome to <results>/reruns.csv. Exit 0 when they are identical, 1 "
                        "when they differ.")
     p.add_argument("run_id", help="a stored run's id (results/runs/<run_id>)")
     p.add_argument("--results-dir", metavar="DIR", help="result store (default: results/)")
+    p.add_argument("--at", metavar="COMMIT",
+                   help="rerun with this commit's code instead of the run's own (HEAD, a "
+                        "branch, a hash): checks that a change leaves the stored numbers as "
+                        "they are")
     p.add_argument("--scratch", metavar="DIR",
-                   help="where the rerun is stored (default: _build/rerun/); an interrupted "
-                        "rerun resumes from its checkpoint there")
+                   help="where reruns are stored, one store per commit (default: "
+                        "_build/rerun/); an interrupted rerun resumes from its checkpoint there")
     p.add_argument("--data-dir", metavar="DIR", help="mirror root holding DIR/<name>/")
     p.set_defaults(func=_cmd_rerun)
 

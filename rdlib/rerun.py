@@ -8,7 +8,9 @@ child process with the recorded threads and denormal setting, into a scratch res
 beside the checkout, and compares the new metric rows and per-user values with the stored ones
 (:func:`rdlib.results.compare_numbers`). A student distils from its teacher's stored weights,
 copied into the scratch store first; without them, the teacher is retrained there and checked
-as a restore is (:func:`rdlib.distill.ensure_teacher`).
+as a restore is (:func:`rdlib.distill.ensure_teacher`). Another commit's code can be asked
+for instead (``at``): then the rerun checks that a later change leaves the run's numbers as
+they are.
 
 Each outcome is appended to ``<store>/reruns.csv``, which the provenance page shows: a run
 "repeats" when the rerun equals it bit for bit. A rerun on another CPU can differ in the last
@@ -39,12 +41,13 @@ from rdlib.paths import repo_root
 from rdlib.results import ResultStore, compare_numbers, run_numbers, train_eval_seconds
 
 RERUNS_FILE = "reruns.csv"
-#: ``device``: the stored run's; ``rerun_device``: this machine, with the rerun's threads;
-#: ``rerun_seconds``: the rerun's training plus evaluation
-RERUN_COLUMNS = ["run_id", "commit", "device", "threads", "flush_denormal", "identical",
-                 "metrics_max_abs_diff", "per_user_max_abs_diff", "epochs_differ",
-                 "stored_epochs", "rerun_epochs", "rerun_device", "rerun_started_at",
-                 "rerun_seconds"]
+#: ``stored_commit``, ``stored_device``: the stored run's; ``commit``: the code that reran it;
+#: ``rerun_device``: this machine, with the rerun's threads; ``rerun_seconds``: the rerun's
+#: training plus evaluation
+RERUN_COLUMNS = ["run_id", "stored_commit", "stored_device", "threads", "flush_denormal",
+                 "commit", "identical", "metrics_max_abs_diff", "per_user_max_abs_diff",
+                 "epochs_differ", "stored_epochs", "rerun_epochs", "rerun_device",
+                 "rerun_started_at", "rerun_seconds"]
 
 # what the child process runs, with the exported commit's own rdlib: only APIs every stored
 # run's commit has (RunConfig.from_dict, ResultStore(root), run_experiment(cfg, store=, data_dir=))
@@ -140,35 +143,50 @@ def _data_root(cfg: RunConfig, data_dir: str | None) -> str | None:
     return str(found[1].parent) if found else None
 
 
-def rerun(run_id: str, source: ResultStore | None = None, scratch: ResultStore | None = None,
-          data_dir: str | None = None) -> dict:
-    """Recompute stored run ``run_id`` of ``source`` (default ``results/``) into ``scratch``
-    (default ``_build/rerun/``) with the code of its commit, compare, append the outcome to
+def resolve_commit(rev: str) -> str:
+    """The full hash of a git revision (``HEAD``, a branch, a short hash) of this checkout."""
+    try:
+        return subprocess.run(["git", "-C", str(repo_root()), "rev-parse", "--verify", "--quiet",
+                               f"{rev}^{{commit}}"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise RerunError(f"{rev!r} is not a commit of this checkout") from e
+
+
+def rerun(run_id: str, source: ResultStore | None = None, scratch: Path | str | None = None,
+          data_dir: str | None = None, at: str | None = None) -> dict:
+    """Recompute stored run ``run_id`` of ``source`` (default ``results/``) with the code of
+    commit ``at`` (default: the run's own), compare, append the outcome to
     ``<source>/reruns.csv`` and return it (a row of :data:`RERUN_COLUMNS`).
 
-    The commit is the manifest's after errata (:meth:`ResultStore.corrected_manifest`); a
-    resumed run is recomputed in one process at its last process's commit."""
+    The rerun is stored under ``<scratch>/<commit>/`` (default ``scratch``: ``_build/rerun/``),
+    one store per commit, so that reruns of one run with two commits' code are kept apart.
+    The run's commit is its manifest's after errata (:meth:`ResultStore.corrected_manifest`); a
+    resumed run is recomputed in one process. With ``at`` another commit, the rerun says
+    whether that code still computes the stored numbers: the check for a change (a speed-up, a
+    refactoring) that must not move any."""
     source = source or ResultStore()
-    scratch = scratch or ResultStore(repo_root() / "_build" / "rerun")
     manifest = source.corrected_manifest(run_id)
     cfg = RunConfig.from_dict(manifest["config"])
-    commit = str(manifest.get("git", {}).get("commit") or "")
+    stored_commit = str(manifest.get("git", {}).get("commit") or "")
+    commit = resolve_commit(at) if at else stored_commit
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         raise RerunError(f"run {run_id} records no commit ({commit or 'none'}): its code is "
-                         f"not known")
+                         f"not known; pass another commit to rerun it with that code")
     if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
         raise RerunError(f"run {run_id} was trained on {manifest.get('device_name', 'cuda')}; "
                          f"recompute it on a machine with a GPU")
     device = str(manifest.get("device_name", ""))
     threads = recorded_threads(device)
     flush = bool(manifest.get("determinism", {}).get("flush_denormal", False))
-    stage_teacher(source, scratch, cfg)
-    if not scratch.has(run_id):
+    store = ResultStore(Path(scratch or repo_root() / "_build" / "rerun") / commit[:10])
+    stage_teacher(source, store, cfg)
+    if not store.has(run_id):
         with tempfile.TemporaryDirectory(prefix="rdlib-rerun-") as tmp:
             code = Path(tmp) / "code"
             export_code(commit, code)
             spec = {"run_id": run_id, "config": manifest["config"], "commit": commit,
-                    "code": str(code), "store": str(scratch.root.resolve()),
+                    "code": str(code), "store": str(store.root.resolve()),
                     "data_dir": _data_root(cfg, data_dir), "threads": threads,
                     "flush_denormal": flush}
             child_env = {**os.environ, "PYTHONPATH": str(code), "RDLIB_GIT_COMMIT": commit,
@@ -181,10 +199,10 @@ def rerun(run_id: str, source: ResultStore | None = None, scratch: ResultStore |
             if done.returncode != 0:
                 raise RerunError(f"the rerun of {run_id} at {commit[:10]} failed (exit "
                                  f"{done.returncode}); its output is above")
-    new = scratch.manifest(run_id)
-    row = {"run_id": run_id, "commit": commit[:10], "device": device, "threads": threads,
-           "flush_denormal": flush,
-           **compare_numbers(run_numbers(source, run_id), run_numbers(scratch, run_id)),
+    new = store.manifest(run_id)
+    row = {"run_id": run_id, "stored_commit": stored_commit[:10], "stored_device": device,
+           "threads": threads, "flush_denormal": flush, "commit": commit[:10],
+           **compare_numbers(run_numbers(source, run_id), run_numbers(store, run_id)),
            "stored_epochs": manifest.get("epochs_run"), "rerun_epochs": new.get("epochs_run"),
            "rerun_device": _this_device(cfg.device, threads),
            "rerun_started_at": new.get("started_at"),

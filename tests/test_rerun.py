@@ -86,7 +86,7 @@ def _working_tree(commit, dest):
 
 
 def test_rerun_repeats_a_stored_run_in_a_child_process_and_records_it(tmp_path, monkeypatch):
-    source, scratch = ResultStore(tmp_path / "results"), ResultStore(tmp_path / "scratch")
+    source, scratch = ResultStore(tmp_path / "results"), tmp_path / "scratch"
     cfg = RunConfig(**CFG, seed=3)
     run_experiment(cfg, store=source)
     manifest = source.manifest(cfg.run_id)
@@ -95,16 +95,27 @@ def test_rerun_repeats_a_stored_run_in_a_child_process_and_records_it(tmp_path, 
     monkeypatch.setattr(rerun, "export_code",
                         lambda commit, dest: exported.append(commit) or _working_tree(commit, dest))
     row = rerun.rerun(cfg.run_id, source, scratch)
-    assert exported == ["abc1234"] and scratch.has(cfg.run_id)
+    assert exported == ["abc1234"] and ResultStore(scratch / "abc1234").has(cfg.run_id)
     assert row["identical"] and row["metrics_max_abs_diff"] == 0.0
     assert row["stored_epochs"] == row["rerun_epochs"] == manifest["epochs_run"]
-    assert row["threads"] == torch.get_num_threads() and row["commit"] == "abc1234"
+    assert row["threads"] == torch.get_num_threads()
+    assert row["commit"] == row["stored_commit"] == "abc1234"
     recorded = rerun.reruns(source)
     assert list(recorded.columns) == rerun.RERUN_COLUMNS and len(recorded) == 1
-    assert bool(recorded["identical"].iloc[0])
+    assert rerun.rerun_outcomes(source).to_dict() == {cfg.run_id: "repeats"}
     # a finished rerun is compared again, not retrained, and not recorded twice
     again = rerun.rerun(cfg.run_id, source, scratch)
     assert exported == ["abc1234"] and again["identical"] and len(rerun.reruns(source)) == 1
+    if not (repo_root() / ".git").exists():
+        return
+    # another commit's code: its own scratch store, its own row
+    head = rerun.resolve_commit("HEAD")
+    at_head = rerun.rerun(cfg.run_id, source, scratch, at="HEAD")
+    assert exported == ["abc1234", head] and ResultStore(scratch / head[:10]).has(cfg.run_id)
+    assert at_head["commit"] == head[:10] and at_head["stored_commit"] == "abc1234"
+    assert at_head["identical"] and len(rerun.reruns(source)) == 2
+    with pytest.raises(rerun.RerunError, match="'no-such-branch' is not a commit"):
+        rerun.rerun(cfg.run_id, source, scratch, at="no-such-branch")
 
 
 def test_stage_teacher_copies_the_teacher_run_and_its_weights(tmp_path):
@@ -129,13 +140,13 @@ def test_rerun_refuses_what_it_cannot_recompute_here(tmp_path):
     _save_fake(source, cfg, git={"commit": "unknown", "dirty": True},
                device_name="cpu (x86_64, 1 threads)")
     with pytest.raises(rerun.RerunError, match="records no commit \\(unknown\\)"):
-        rerun.rerun(cfg.run_id, source, ResultStore(tmp_path / "scratch"))
+        rerun.rerun(cfg.run_id, source, tmp_path / "scratch")
     if torch.cuda.is_available():
         return
     gpu = RunConfig(**{**CFG, "device": "cuda"}, seed=5)
     _save_fake(source, gpu, git={"commit": "abc1234"}, device_name="NVIDIA H100 80GB HBM3")
     with pytest.raises(rerun.RerunError, match="trained on NVIDIA H100 .* with a GPU"):
-        rerun.rerun(gpu.run_id, source, ResultStore(tmp_path / "scratch"))
+        rerun.rerun(gpu.run_id, source, tmp_path / "scratch")
 
 
 def test_cli_rerun_exit_codes(tmp_path, capsys, monkeypatch):
@@ -145,7 +156,8 @@ def test_cli_rerun_exit_codes(tmp_path, capsys, monkeypatch):
     cfg = RunConfig(**CFG, seed=6)
     _save_fake(source, cfg)
     outcome = {"identical": False, "metrics_max_abs_diff": 0.002, "per_user_max_abs_diff": 1.0,
-               "epochs_differ": 2, "commit": "abc1234", "rerun_device": "cpu (here)"}
+               "epochs_differ": 2, "commit": "abc1234", "stored_commit": "abc1234",
+               "rerun_device": "cpu (here)"}
     monkeypatch.setattr(rerun, "rerun", lambda *a, **kw: outcome)
     assert main(["rerun", cfg.run_id, "--results-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
