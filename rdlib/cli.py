@@ -11,7 +11,7 @@ code, so new groups (``rdlib run ...``, ``rdlib book ...``) plug in without touc
                     [--study table2|table4|table5] [--variants V ...]
                     [--lambda-de L ...] [--lambda-rrd L ...]
                     [--profile full|smoke] [--device D] [--threads N] [--dry-run]
-    rdlib rerun RUN_ID [--at COMMIT] [--results-dir DIR] [--scratch DIR] [--data-dir DIR]
+    rdlib rerun RUN_ID [RUN_ID ...] [--at COMMIT] [--results-dir DIR] [--scratch DIR] [--data-dir DIR]
 
 Errors in the data (:class:`~rdlib.data.types.DataError`) print one message on stderr and exit
 with code 2, like argparse usage errors.
@@ -369,22 +369,24 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     from rdlib.results import ResultStore
 
     source = ResultStore(args.results_dir) if args.results_dir else ResultStore()
-    try:
-        source.manifest(args.run_id)
-    except FileNotFoundError as e:
-        raise _UsageError(str(e)) from e
-    try:
-        row = rerun(args.run_id, source, args.scratch, data_dir=args.data_dir, at=args.at)
-    except RerunError as e:
-        raise _UsageError(str(e)) from e
-    verdict = ("repeats the stored run bit for bit" if row["identical"] else
-               f"differs from the stored run: metrics by up to {row['metrics_max_abs_diff']:.3g}, "
-               f"per-user values by up to {row['per_user_max_abs_diff']:.3g}, "
-               f"{row['epochs_differ']} selected epochs")
-    print(f"{args.run_id} (stored at {row['stored_commit']}) rerun with the code of "
-          f"{row['commit']} on {row['rerun_device']}: {verdict} "
-          f"(recorded in {source.root / 'reruns.csv'})")
-    return EXIT_OK if row["identical"] else EXIT_DIFFERS
+    unknown = [r for r in args.run_ids if not source.has(r)]
+    if unknown:  # before hours of training, not after
+        raise _UsageError(f"no stored run {', '.join(map(repr, unknown))} under {source.runs}")
+    differ = 0
+    for run_id in args.run_ids:
+        try:
+            row = rerun(run_id, source, args.scratch, data_dir=args.data_dir, at=args.at)
+        except RerunError as e:
+            raise _UsageError(str(e)) from e
+        differ += not row["identical"]
+        verdict = ("repeats the stored run bit for bit" if row["identical"] else
+                   f"differs from the stored run: metrics by up to "
+                   f"{row['metrics_max_abs_diff']:.3g}, per-user values by up to "
+                   f"{row['per_user_max_abs_diff']:.3g}, {row['epochs_differ']} selected epochs")
+        print(f"{run_id} (stored at {row['stored_commit']}) rerun with the code of "
+              f"{row['commit']} on {row['rerun_device']}: {verdict} "
+              f"(recorded in {source.root / 'reruns.csv'})", flush=True)
+    return EXIT_DIFFERS if differ else EXIT_OK
 
 
 def _add_rerun_command(sub: argparse._SubParsersAction) -> None:
@@ -395,8 +397,9 @@ def _add_rerun_command(sub: argparse._SubParsersAction) -> None:
                        "store; compare its "
                        "metrics and per-user values with the stored ones and append the "
                        "outcome to <results>/reruns.csv. Exit 0 when they are identical, 1 "
-                       "when they differ.")
-    p.add_argument("run_id", help="a stored run's id (results/runs/<run_id>)")
+                       "when any differs.")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID",
+                   help="stored runs' ids (results/runs/<run_id>), recomputed in turn")
     p.add_argument("--results-dir", metavar="DIR", help="result store (default: results/)")
     p.add_argument("--at", metavar="COMMIT",
                    help="rerun with this commit's code instead of the run's own (HEAD, a "

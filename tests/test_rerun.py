@@ -152,7 +152,7 @@ def test_rerun_refuses_what_it_cannot_recompute_here(tmp_path):
 def test_cli_rerun_exit_codes(tmp_path, capsys, monkeypatch):
     source = ResultStore(tmp_path)
     assert main(["rerun", "nope", "--results-dir", str(tmp_path)]) == 2
-    assert "no stored run 'nope'" in capsys.readouterr().err
+    assert "no stored run 'nope' under" in capsys.readouterr().err
     cfg = RunConfig(**CFG, seed=6)
     _save_fake(source, cfg)
     outcome = {"identical": False, "metrics_max_abs_diff": 0.002, "per_user_max_abs_diff": 1.0,
@@ -165,3 +165,14 @@ def test_cli_rerun_exit_codes(tmp_path, capsys, monkeypatch):
     outcome["identical"] = True
     assert main(["rerun", cfg.run_id, "--results-dir", str(tmp_path)]) == 0
     assert "repeats the stored run bit for bit" in capsys.readouterr().out
+    other = RunConfig(**CFG, seed=7)
+    _save_fake(source, other)
+    outcomes = iter([dict(outcome), dict(outcome, identical=False)])
+    monkeypatch.setattr(rerun, "rerun", lambda *a, **kw: next(outcomes))
+    argv = ["rerun", cfg.run_id, other.run_id, "--results-dir", str(tmp_path)]
+    assert main(argv) == 1  # one of two differs
+    out = capsys.readouterr().out.splitlines()
+    assert "repeats" in out[0] and out[1].startswith(f"{other.run_id} (stored at abc1234)")
+    # an unknown id is refused before any run is recomputed (the fake would raise StopIteration)
+    assert main(["rerun", cfg.run_id, "nope", "--results-dir", str(tmp_path)]) == 2
+    assert "no stored run 'nope'" in capsys.readouterr().err
