@@ -232,8 +232,10 @@ def reruns(store: ResultStore) -> pd.DataFrame:
 
 
 def rerun_outcomes(store: ResultStore) -> pd.Series:
-    """Run id → ``"repeats"`` or ``"differs"``: the latest recorded rerun of each run
-    (:func:`reruns`), for tables that name runs."""
+    """Run id → ``"repeats"`` or ``"differs"``: the latest recorded rerun of each run with the
+    code of its own commit (:func:`reruns`; reruns ``at`` another commit are left out), for
+    tables that name runs."""
     rows = reruns(store)
-    last = rows.drop_duplicates("run_id", keep="last").set_index("run_id")["identical"]
+    own = rows[rows["commit"].astype(str) == rows["stored_commit"].astype(str)]
+    last = own.drop_duplicates("run_id", keep="last").set_index("run_id")["identical"]
     return last.map(lambda same: "repeats" if str(same) == "True" else "differs")

@@ -114,6 +114,10 @@ def test_rerun_repeats_a_stored_run_in_a_child_process_and_records_it(tmp_path, 
     assert exported == ["abc1234", head] and ResultStore(scratch / head[:10]).has(cfg.run_id)
     assert at_head["commit"] == head[:10] and at_head["stored_commit"] == "abc1234"
     assert at_head["identical"] and len(rerun.reruns(source)) == 2
+    rows = rerun.reruns(source)
+    rows.loc[0, "identical"] = False  # the own-commit rerun differs, the HEAD one repeats
+    rows.to_csv(tmp_path / "results" / rerun.RERUNS_FILE, index=False)
+    assert rerun.rerun_outcomes(source).to_dict() == {cfg.run_id: "differs"}
     with pytest.raises(rerun.RerunError, match="'no-such-branch' is not a commit"):
         rerun.rerun(cfg.run_id, source, scratch, at="no-such-branch")
 
