@@ -51,6 +51,7 @@ def test_compare_numbers_is_exact_and_says_by_how_much():
     tiny = compare_numbers(_numbers(), _numbers(users=(1.0, np.float32(1e-7), 1.0)))
     assert not tiny["identical"]  # one per-user value one float32 step off is not the same run
     rows, users = _numbers()
+    assert compare_numbers(_numbers(), (rows.iloc[::-1], users))["identical"]  # row order
     fewer = compare_numbers(_numbers(), (rows.iloc[:1], {}))
     assert not fewer["identical"] and fewer["metrics_max_abs_diff"] == float("inf")
     assert fewer["per_user_max_abs_diff"] == float("inf")
