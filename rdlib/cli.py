@@ -365,7 +365,7 @@ EXIT_DIFFERS = 1
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from rdlib.rerun import RerunError, rerun
+    from rdlib.rerun import RERUNS_FILE, RerunError, rerun
     from rdlib.results import ResultStore
 
     source = ResultStore(args.results_dir) if args.results_dir else ResultStore()
@@ -385,19 +385,20 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
                    f"{row['per_user_max_abs_diff']:.3g}, {row['epochs_differ']} selected epochs")
         print(f"{run_id} (stored at {row['stored_commit']}) rerun with the code of "
               f"{row['commit']} on {row['rerun_device']}: {verdict} "
-              f"(recorded in {source.root / 'reruns.csv'})", flush=True)
+              f"(recorded in {source.root / RERUNS_FILE})", flush=True)
     return EXIT_DIFFERS if differ else EXIT_OK
 
 
 def _add_rerun_command(sub: argparse._SubParsersAction) -> None:
+    from rdlib.rerun import RERUNS_FILE
+
     p = sub.add_parser("rerun", help="recompute a stored run with its commit's code and compare",
                        description="Recompute a stored run with the code of its own commit "
                        "(or --at another; exported from git), the CPU threads and denormal "
                        "setting it records and its teacher's stored weights, into a scratch "
-                       "store; compare its "
-                       "metrics and per-user values with the stored ones and append the "
-                       "outcome to <results>/reruns.csv. Exit 0 when they are identical, 1 "
-                       "when any differs.")
+                       "store; compare its metrics and per-user values with the stored ones "
+                       f"and append the outcome to <results>/{RERUNS_FILE}. Exit 0 when they "
+                       "are identical, 1 when any differs.")
     p.add_argument("run_ids", nargs="+", metavar="RUN_ID",
                    help="stored runs' ids (results/runs/<run_id>), recomputed in turn")
     p.add_argument("--results-dir", metavar="DIR", help="result store (default: results/)")

@@ -93,6 +93,12 @@ def make_evaluator(split: Split, cfg: RunConfig):
     return evaluate_full
 
 
+def recompute_requested() -> bool:
+    """Whether ``RDLIB_RECOMPUTE=1`` asks every run to be trained again (:func:`run_experiment`'s
+    default for ``recompute``)."""
+    return os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
+
+
 def check_committed_before_training(configs: list[RunConfig], store: ResultStore,
                                     override: str = "pass -p allow_dirty True") -> None:
     """Before a notebook trains ``configs`` into ``store``: refuse, as ``rdlib run`` does
@@ -100,8 +106,7 @@ def check_committed_before_training(configs: list[RunConfig], store: ResultStore
     the code differs from its commit and any of them would train: one the store lacks, or any
     under ``RDLIB_RECOMPUTE=1``. A page whose runs are all stored still re-executes on edited
     code, since it trains nothing (its runs are cache hits)."""
-    recompute = os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
-    if recompute or not all(store.has(c.run_id) for c in configs):
+    if recompute_requested() or not all(store.has(c.run_id) for c in configs):
         env.require_committed_code(override)
 
 
@@ -117,7 +122,7 @@ def run_experiment(cfg: RunConfig, *, store: ResultStore | None = None,
     """
     store = store or ResultStore()
     if recompute is None:
-        recompute = os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
+        recompute = recompute_requested()
     kd = cfg.method != "none"
     if kd:
         distill.validate(cfg)  # unknown method / option: fail before anything runs

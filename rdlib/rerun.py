@@ -226,9 +226,11 @@ def record_rerun(store: ResultStore, row: dict) -> pd.DataFrame:
 
 
 def reruns(store: ResultStore) -> pd.DataFrame:
-    """The reruns recorded in ``<store>/reruns.csv`` (no rows when there is none)."""
+    """The reruns recorded in ``<store>/reruns.csv`` (no rows when there is none); ``identical``
+    is a bool column either way."""
     path = store.root / RERUNS_FILE
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=RERUN_COLUMNS)
+    rows = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=RERUN_COLUMNS)
+    return rows.astype({"identical": bool})
 
 
 def rerun_outcomes(store: ResultStore) -> pd.Series:
@@ -238,4 +240,4 @@ def rerun_outcomes(store: ResultStore) -> pd.Series:
     rows = reruns(store)
     own = rows[rows["commit"].astype(str) == rows["stored_commit"].astype(str)]
     last = own.drop_duplicates("run_id", keep="last").set_index("run_id")["identical"]
-    return last.map(lambda same: "repeats" if str(same) == "True" else "differs")
+    return last.map({True: "repeats", False: "differs"})
