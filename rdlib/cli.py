@@ -365,7 +365,7 @@ EXIT_DIFFERS = 1
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    from rdlib.rerun import RERUNS_FILE, RerunError, rerun
+    from rdlib.rerun import RERUNS_FILE, RerunError, cpu_caveat, rerun
     from rdlib.results import ResultStore
 
     source = ResultStore(args.results_dir) if args.results_dir else ResultStore()
@@ -383,6 +383,9 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
                    f"differs from the stored run: metrics by up to "
                    f"{row['metrics_max_abs_diff']:.3g}, per-user values by up to "
                    f"{row['per_user_max_abs_diff']:.3g}, {row['epochs_differ']} selected epochs")
+        caveat = None if row["identical"] else cpu_caveat(row["stored_device"],
+                                                          row["rerun_device"])
+        verdict += f"; {caveat}" if caveat else ""
         print(f"{run_id} (stored at {row['stored_commit']}) rerun with the code of "
               f"{row['commit']} on {row['rerun_device']}: {verdict} "
               f"(recorded in {source.root / RERUNS_FILE})", flush=True)

@@ -1462,6 +1462,28 @@ def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) ->
     return pd.DataFrame(rows, columns=columns)
 
 
+def missing_run_commands(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1,
+                         profile: str = "full") -> list[str]:
+    """The ``rdlib run derrd`` command that trains the missing seeds of each cell
+    :func:`missing_runs` lists, in its order: ``--device cuda`` where the setting's teacher was
+    trained on a GPU (its students are skipped on a CPU, see :func:`missing_runs`). The same
+    run ids as the page's grid, so that a run the command stores is a cache hit here."""
+    teachers = dict(_stored_teachers(store, cells).values())  # setting → teacher manifest
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for c in cells:
+        if c.method != "Teacher" and c.phi == phi and not store.has(c.cfg.run_id):
+            seeds.setdefault((c.setting, c.method), []).append(c.cfg.seed)
+    out = []
+    for (setting, method), missing in seeds.items():
+        teacher = teachers.get(setting) or {}
+        on_gpu = str(teacher.get("config", {}).get("device", "cpu")).startswith("cuda")
+        out.append(f"rdlib run derrd --profile {profile} --settings {setting} --methods "
+                   f"{method}" + (f" --phis {phi:g}" if phi != 0.1 else "")
+                   + f" --seeds {' '.join(map(str, sorted(missing)))}"
+                   + (" --device cuda" if on_gpu else ""))
+    return out
+
+
 def kd_loss_share(store: ResultStore, cells: Sequence[Cell], epoch: int = 1) -> pd.DataFrame:
     """How much of a KD student's training loss is the distillation term, estimated from the
     stored curves: the summed loss of ``epoch`` (base loss + λ·KD term, ``training.fit``) of

@@ -99,13 +99,18 @@ def recompute_requested() -> bool:
     return os.environ.get("RDLIB_RECOMPUTE", "0") == "1"
 
 
-def check_committed_before_training(configs: list[RunConfig], store: ResultStore,
+def check_committed_before_training(configs: list[RunConfig], store: ResultStore, *,
+                                    profile: str = "full", allow_dirty: bool = False,
                                     override: str = "pass -p allow_dirty True") -> None:
     """Before a notebook trains ``configs`` into ``store``: refuse, as ``rdlib run`` does
     (:func:`rdlib.env.require_committed_code` raises :class:`rdlib.env.UncommittedCode`), when
     the code differs from its commit and any of them would train: one the store lacks, or any
     under ``RDLIB_RECOMPUTE=1``. A page whose runs are all stored still re-executes on edited
-    code, since it trains nothing (its runs are cache hits)."""
+    code, since it trains nothing (its runs are cache hits). The notebook's ``allow_dirty``
+    parameter lifts the refusal, as ``--allow-dirty`` does, and a ``smoke`` profile never
+    meets it: its runs are checks, not results, and nbval executes them in edited worktrees."""
+    if profile == "smoke" or allow_dirty:
+        return
     if recompute_requested() or not all(store.has(c.run_id) for c in configs):
         env.require_committed_code(override)
 

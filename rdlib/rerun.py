@@ -121,6 +121,50 @@ def stage_teacher(source: ResultStore, scratch: ResultStore, cfg: RunConfig) -> 
     return tcfg.run_id
 
 
+def cpu_of(device_name: str) -> str | None:
+    """The hardware a :func:`rdlib.env.device_name` names, without its threads: on a CPU its
+    model, widest vector instructions and architecture; a GPU's name as it is; ``None`` for an
+    older CPU name that lacks the model (``cpu (x86_64, 1 threads)``)."""
+    if not device_name.startswith("cpu ("):
+        return device_name
+    if "(family " not in device_name:
+        return None
+    return re.sub(r", \d+ threads\)$", ")", device_name)
+
+
+def same_cpu(stored_device: str, rerun_device: str) -> bool | None:
+    """Whether a rerun ran on the hardware of the stored run (:func:`cpu_of`), ``None`` when
+    the stored run's name does not say. Only then can a difference be laid on the code: two
+    CPUs' vector kernels (AVX2, AVX-512) can round one sum differently, which moves a user's
+    rank from the first epochs on."""
+    stored, here = cpu_of(stored_device), cpu_of(rerun_device)
+    return None if stored is None or here is None else stored == here
+
+
+def same_hardware(rows: pd.DataFrame) -> pd.Series:
+    """For rows of :func:`reruns`: ``"yes"``, ``"no"`` or ``"not recorded"``
+    (:func:`same_cpu` of each row's stored and rerun devices), for tables."""
+    words = {True: "yes", False: "no", None: "not recorded"}
+    return pd.Series([words[same_cpu(stored, here)] for stored, here in
+                      zip(rows["stored_device"], rows["rerun_device"], strict=True)],
+                     index=rows.index, dtype=object)
+
+
+def cpu_caveat(stored_device: str, rerun_device: str) -> str | None:
+    """A sentence on what a difference between the rerun and the stored run may come from when
+    they ran on other hardware, or on hardware the stored run does not name; ``None`` when
+    both ran on the same."""
+    same = same_cpu(stored_device, rerun_device)
+    if same:
+        return None
+    if same is None:
+        return (f"the stored run's device name ({stored_device}) lacks the CPU model, so a "
+                f"difference may come from the CPU rather than from the code")
+    return (f"the stored run ran on {env.short_device_name(stored_device)}, this rerun on "
+            f"{env.short_device_name(rerun_device)}: a difference may come from the two CPUs' "
+            f"vector kernels rather than from the code")
+
+
 def _this_device(device: str, threads: int | None) -> str:
     """This machine as :func:`rdlib.env.device_name` names it, with the rerun's threads (the
     child's own manifest may come from a commit whose names lack the CPU model)."""
@@ -181,7 +225,11 @@ def rerun(run_id: str, source: ResultStore | None = None, scratch: Path | str | 
     flush = bool(manifest.get("determinism", {}).get("flush_denormal", False))
     store = ResultStore(Path(scratch or repo_root() / "_build" / "rerun") / commit[:10])
     stage_teacher(source, store, cfg)
+    here = _this_device(cfg.device, threads)
     if not store.has(run_id):
+        caveat = cpu_caveat(device, here)
+        if caveat:  # said before hours of training, and again beside a difference
+            print(f"note: {caveat}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="rdlib-rerun-") as tmp:
             code = Path(tmp) / "code"
             export_code(commit, code)
@@ -204,7 +252,7 @@ def rerun(run_id: str, source: ResultStore | None = None, scratch: Path | str | 
            "threads": threads, "flush_denormal": flush, "commit": commit[:10],
            **compare_numbers(run_numbers(source, run_id), run_numbers(store, run_id)),
            "stored_epochs": manifest.get("epochs_run"), "rerun_epochs": new.get("epochs_run"),
-           "rerun_device": _this_device(cfg.device, threads),
+           "rerun_device": here,
            "rerun_started_at": new.get("started_at"),
            "rerun_seconds": _rounded(train_eval_seconds(new))}
     record_rerun(source, row)

@@ -1153,3 +1153,17 @@ def test_missing_runs_counts_the_seeds_left_and_prices_them_from_the_stored_ones
     assert got.loc["RD", "stored"] == 0 and got.loc["RD", "missing"] == 3
     assert got.loc["RD", "min/run"] == "no stored run" and got.loc["RD", "hours left"] == "not known"
     assert derrd.missing_runs(store, cells, phi=0.5).empty  # the grid has no φ = 0.5 cell
+    # the commands name the missing seeds of each listed cell, in its order; the teacher's
+    # config says where it trained (the device name above is only its label)
+    commands = derrd.missing_run_commands(store, cells)
+    assert len(commands) == len(got)
+    de = next(c for c in commands if "--methods DE " in c)
+    missing = [c.cfg.seed for c in cells if c.method == "DE" and not store.has(c.cfg.run_id)]
+    assert de == (f"rdlib run derrd --profile full --settings CiteULike/BPR --methods DE "
+                  f"--seeds {' '.join(map(str, missing))}")
+    teacher = next(c for c in cells if c.method == "Teacher")
+    manifest = store.manifest(teacher.cfg.run_id)
+    store.write_manifest(teacher.cfg.run_id,
+                         {**manifest, "config": {**manifest["config"], "device": "cuda"}})
+    assert all(c.endswith(" --device cuda") for c in derrd.missing_run_commands(store, cells))
+    assert derrd.missing_run_commands(store, cells, phi=0.5) == []

@@ -64,6 +64,28 @@ def test_recorded_threads(name, threads):
     assert rerun.recorded_threads(name) == threads
 
 
+ZEN3 = "cpu (AMD EPYC (family 25, model 1), AVX2, x86_64, {} threads)"
+XEON = "cpu (Intel Xeon (family 6, model 207), AVX512, x86_64, {} threads)"
+
+
+@pytest.mark.parametrize("stored,here,same", [
+    (ZEN3.format(1), ZEN3.format(2), True),  # threads are not hardware
+    (XEON.format(1), ZEN3.format(1), False),
+    (ZEN3.format(1).replace("AVX2", "AVX512"), ZEN3.format(1), False),  # ATen capability differs
+    ("cpu (x86_64, 1 threads)", ZEN3.format(1), None),  # an older name: not known
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", True),
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H200", False)])
+def test_same_cpu_compares_the_hardware_and_knows_when_it_cannot(stored, here, same):
+    assert rerun.same_cpu(stored, here) is same
+    caveat = rerun.cpu_caveat(stored, here)
+    assert (caveat is None) == bool(same)
+    if same is None:
+        assert "lacks the CPU model" in caveat
+    rows = pd.DataFrame({"stored_device": [stored], "rerun_device": [here]}, index=[3])
+    assert rerun.same_hardware(rows).to_dict() == {
+        3: {True: "yes", False: "no", None: "not recorded"}[same]}
+
+
 def test_export_code_writes_a_commit_without_its_outputs(tmp_path):
     if not (repo_root() / ".git").exists():
         pytest.skip("a copy of the tree without git")
@@ -162,11 +184,16 @@ def test_cli_rerun_exit_codes(tmp_path, capsys, monkeypatch):
     _save_fake(source, cfg)
     outcome = {"identical": False, "metrics_max_abs_diff": 0.002, "per_user_max_abs_diff": 1.0,
                "epochs_differ": 2, "commit": "abc1234", "stored_commit": "abc1234",
-               "rerun_device": "cpu (here)"}
+               "stored_device": ZEN3.format(1), "rerun_device": ZEN3.format(1)}
     monkeypatch.setattr(rerun, "rerun", lambda *a, **kw: outcome)
     assert main(["rerun", cfg.run_id, "--results-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "differs from the stored run: metrics by up to 0.002" in out and "2 selected" in out
+    assert "rather than from the code" not in out  # same CPU: the difference is the code's
+    outcome["stored_device"] = XEON.format(1)
+    assert main(["rerun", cfg.run_id, "--results-dir", str(tmp_path)]) == 1
+    assert "the stored run ran on Intel Xeon (family 6, model 207), this rerun on AMD EPYC " \
+           "(family 25, model 1): a difference may come from" in capsys.readouterr().out
     outcome["identical"] = True
     assert main(["rerun", cfg.run_id, "--results-dir", str(tmp_path)]) == 0
     assert "repeats the stored run bit for bit" in capsys.readouterr().out

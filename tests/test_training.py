@@ -319,5 +319,7 @@ def test_notebooks_refuse_to_train_on_uncommitted_code_but_find_stored_runs(tmp_
     monkeypatch.setenv("RDLIB_RECOMPUTE", "1")  # every run would train again
     with pytest.raises(env.UncommittedCode):
         check_committed_before_training(cfgs[:1], store)
+    check_committed_before_training(cfgs, store, allow_dirty=True)  # the reader's override
+    check_committed_before_training(cfgs, store, profile="smoke")  # checks, not results
     monkeypatch.setattr(env, "code_git_state", lambda: {"commit": "d" * 40, "dirty": False})
     check_committed_before_training(cfgs, store)  # committed code trains
