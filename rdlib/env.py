@@ -234,6 +234,43 @@ def denormals_flushed(enabled: bool) -> Iterator[None]:
         torch.set_flush_denormal(before)
 
 
+#: glibc's ``mallopt`` parameters (``malloc.h``) and the value :func:`keep_freed_memory` sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+HEAP_THRESHOLD = 1 << 30  # 1 GiB
+
+
+@functools.cache
+def keep_freed_memory() -> str:
+    """Make glibc's ``malloc`` serve blocks up to 1 GiB from its heap and keep freed memory
+    there, instead of mapping each large block from the kernel and unmapping it when freed;
+    return what this process's allocator does, for the manifest (``allocator``).
+
+    A CPU training step allocates and frees the same large tensors every batch (DE's dense
+    experts: a 2,600 × 3,300 float32 hidden layer, 34 MB, above glibc's 32 MiB cap on its
+    self-adjusting threshold), so by default each is a fresh ``mmap`` whose pages the kernel
+    zero-fills on first touch: on an AMD EPYC (family 25, model 1) a third of a dense DE
+    step's CPU time was spent in the kernel (``benchmarks/bench_allocator.py``). Where the
+    memory comes from changes no number: torch aligns every CPU tensor to 64 bytes either
+    way (``tests/test_training.py`` checks a run's numbers repeat with and without). Applied
+    once per process, where the C library is glibc (``mallopt``); elsewhere it says so and
+    does nothing. ``RDLIB_MALLOC_DEFAULT=1`` keeps the default, for comparison."""
+    if os.environ.get("RDLIB_MALLOC_DEFAULT") == "1":
+        return "default (RDLIB_MALLOC_DEFAULT=1)"
+    if platform.libc_ver()[0] != "glibc":
+        return "default (not glibc)"
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "default (libc.so.6 not found)"
+    done = [libc.mallopt(param, HEAP_THRESHOLD) == 1
+            for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD)]
+    if not all(done):
+        return "default (mallopt refused)"
+    return "glibc, mmap and trim thresholds 1 GiB"
+
+
 def determinism_flags() -> dict[str, bool]:
     """Flags that decide whether numbers are bit-reproducible: cuDNN and TF32 on GPUs, and
     ``flush_denormal`` on CPUs (a run with it on repeats only runs with it on, since values

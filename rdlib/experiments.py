@@ -150,6 +150,7 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, f
     if kd:
         teacher_cfg = distill.teacher_config(cfg)
     started = datetime.now(UTC)
+    allocator = env.keep_freed_memory()  # before the split's and the model's tensors
     git = env.code_git_state()  # the code this process imported, not what the tree holds now
     t0 = time.perf_counter()
     split = load_split(cfg.dataset, cfg.protocol, cfg.split_seed, cfg.n_eval_negatives, data_dir)
@@ -167,7 +168,7 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, f
     # this process's facts: its segment of the run (fit), and the manifest's top-level fields
     process = {"started_at": started.isoformat(timespec="seconds"), "git": git,
                "device_name": env.device_name(cfg.device), "torch": torch.__version__,
-               "determinism": env.determinism_flags()}
+               "determinism": env.determinism_flags(), "allocator": allocator}
     out = fit(model, split.train, split.n_items, cfg, make_evaluator(split, cfg),
               distiller=distiller, checkpoint=ckpt, process=process)
 
@@ -192,6 +193,7 @@ def _train_and_store(cfg: RunConfig, store: ResultStore, data_dir: str | None, f
         "run_id": cfg.run_id, "config": cfg.to_dict(), "config_hash": cfg.config_hash,
         "git": process["git"], "device": cfg.device, "device_name": process["device_name"],
         "versions": env.versions(), "determinism": process["determinism"],
+        "allocator": process["allocator"],
         "started_at": process["started_at"],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - t0, 3),

@@ -207,3 +207,36 @@ def test_short_device_name_keeps_what_tells_machines_apart(name, short):
 def test_short_device_name_reads_this_machines_name():
     assert env.short_device_name(env.device_name("cpu")) in (
         env.cpu_model(), "CPU (model not recorded)")
+
+
+def test_keep_freed_memory_says_what_the_allocator_does_and_can_be_turned_off(monkeypatch):
+    """glibc gets the 1 GiB thresholds (once per process: the answer is cached); elsewhere, or
+    with RDLIB_MALLOC_DEFAULT=1, the default allocator is kept and the reason recorded."""
+    import platform
+
+    env.keep_freed_memory.cache_clear()
+    monkeypatch.setenv("RDLIB_MALLOC_DEFAULT", "1")
+    assert env.keep_freed_memory() == "default (RDLIB_MALLOC_DEFAULT=1)"
+    monkeypatch.delenv("RDLIB_MALLOC_DEFAULT")
+    assert env.keep_freed_memory().startswith("default")  # cached: this process was not changed
+    env.keep_freed_memory.cache_clear()
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("musl", ""))
+    assert env.keep_freed_memory() == "default (not glibc)"
+    env.keep_freed_memory.cache_clear()
+    monkeypatch.undo()
+    if platform.libc_ver()[0] == "glibc":
+        assert env.keep_freed_memory() == "glibc, mmap and trim thresholds 1 GiB"
+    env.keep_freed_memory.cache_clear()
+
+
+def test_a_run_records_its_allocator_in_the_manifest_and_its_segment(tmp_path):
+    from rdlib.config import RunConfig
+    from rdlib.experiments import run_experiment
+    from rdlib.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    cfg = RunConfig(dataset="synthetic", protocol="loo_sampled", dim=4, epochs=1, batch_size=256,
+                    n_eval_negatives=20, progress=False)
+    m = store.manifest(run_experiment(cfg, store=store))
+    assert m["allocator"] == env.keep_freed_memory()
+    assert m["segments"][0]["allocator"] == m["allocator"]
