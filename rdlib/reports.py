@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from rdlib.env import short_device_name
 from rdlib.paths import repo_root
 
 METRIC_LABELS = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR", "recall": "Recall",
@@ -284,6 +285,28 @@ def denormal_table(path: str | Path | None = None) -> pd.DataFrame:
                      "flush off (s)": round(off, 3), "flush on (s)": round(on, 3),
                      "slow-down": f"{off / on:.1f}×"})
     return pd.DataFrame(rows, columns=DENORMAL_COLUMNS)
+
+
+ALLOCATOR_COLUMNS = ["device", "threads", "allocator", "steps", "CPU s", "kernel s",
+                     "page faults", "same weights"]
+
+
+def allocator_table(path: str | Path | None = None) -> pd.DataFrame:
+    """``benchmarks/bench_allocator.py``'s rows, one per allocator and measurement: the CPU
+    seconds (user + kernel) of its dense DE training steps, the kernel's part, the minor page
+    faults, and whether both allocators ended with the same weights. CPU seconds rather than
+    wall time, since the benchmark may share the machine with training runs. Columns:
+    :data:`ALLOCATOR_COLUMNS`; a missing ``path`` gives an empty table."""
+    path = Path(path or repo_root() / "benchmarks" / "results" / "allocator.csv")
+    if not path.is_file():
+        return pd.DataFrame(columns=ALLOCATOR_COLUMNS)
+    df = pd.read_csv(path)
+    return pd.DataFrame({
+        "device": df["device_name"].map(short_device_name), "threads": df["threads"],
+        "allocator": df["allocator"], "steps": df["steps"],
+        "CPU s": (df["user_s"] + df["sys_s"]).round(2), "kernel s": df["sys_s"].round(2),
+        "page faults": df["minor_faults"], "same weights": df["identical"].astype(bool)},
+        columns=ALLOCATOR_COLUMNS)
 
 
 def _paper_table3() -> pd.DataFrame:

@@ -176,3 +176,18 @@ def test_denormal_table_gives_medians_and_their_ratio(tmp_path):
     assert got.loc["0.0%", "slow-down"] == "1.0×"
     assert got.loc["1.0%", "load (1 min)"] == 3.0
     assert reports.denormal_table(tmp_path / "absent.csv").empty
+
+
+def test_allocator_table_adds_kernel_to_user_time_and_names_the_cpu(tmp_path):
+    name = "cpu (AMD EPYC (family 25, model 1), AVX2, x86_64, 1 threads)"
+    rows = [{"allocator": a, "steps": 40, "user_s": u, "sys_s": k, "minor_faults": f,
+             "identical": True, "device_name": name, "threads": 1}
+            for a, u, k, f in (("default", 13.25, 7.55, 2366466), ("tuned", 14.7, 0.2, 67034))]
+    path = tmp_path / "allocator.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    got = reports.allocator_table(path).set_index("allocator")
+    assert got.loc["default", "CPU s"] == pytest.approx(20.8)
+    assert got.loc["tuned", "kernel s"] == pytest.approx(0.2)
+    assert got.loc["tuned", "device"] == "AMD EPYC (family 25, model 1)"
+    assert got["same weights"].tolist() == [True, True]
+    assert reports.allocator_table(tmp_path / "absent.csv").empty
