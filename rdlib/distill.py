@@ -260,8 +260,8 @@ def _write_back(store: ResultStore, run_id: str, files: dict[str, bytes]) -> Non
 
 
 # what a restore record keeps of the retrain's own manifest
-RESTORE_FIELDS = ("started_at", "finished_at", "git", "device_name", "determinism", "versions",
-                  "epochs_run", "seconds_per_epoch", "train_seconds", "eval_seconds",
+RESTORE_FIELDS = ("started_at", "finished_at", "git", "device_name", "determinism", "allocator",
+                  "versions", "epochs_run", "seconds_per_epoch", "train_seconds", "eval_seconds",
                   "wall_time_s", "resumed_from_epoch", "segments")
 
 

@@ -127,7 +127,7 @@ def test_repeated_teacher_retrain_keeps_the_stored_run_and_lists_each_restore(tm
     assert restores[0]["weights_sha256"] == file_digest(ckpt)
     assert restores[0]["weights_sha256"] == store.manifest(b.run_id)["teacher_checkpoint_sha256"]
     assert restores[0]["epochs_run"] == made["epochs_run"]
-    assert {"git", "device_name", "started_at", "seconds_per_epoch"} <= restores[0].keys()
+    assert {"git", "device_name", "started_at", "seconds_per_epoch", "allocator"} <= restores[0].keys()
     ckpt.unlink()  # the next fresh clone
     run_experiment(student("de", lmbda_de=0.5), store=store)
     assert [r["weights_sha256"] for r in store.manifest(tcfg.run_id)["restores"]] == [
