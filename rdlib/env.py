@@ -251,7 +251,8 @@ def keep_freed_memory() -> str:
     zero-fills on first touch: on an AMD EPYC (family 25, model 1) a third of a dense DE
     step's CPU time was spent in the kernel (``benchmarks/bench_allocator.py``). Where the
     memory comes from changes no number: torch aligns every CPU tensor to 64 bytes either
-    way (``tests/test_training.py`` checks a run's numbers repeat with and without). Applied
+    way; the benchmark checks that both allocators end with the same weights, and a stored
+    run rerun with it (``rdlib rerun --at``) repeated bit for bit. Applied
     once per process, where the C library is glibc (``mallopt``); elsewhere it says so and
     does nothing. ``RDLIB_MALLOC_DEFAULT=1`` keeps the default, for comparison."""
     if os.environ.get("RDLIB_MALLOC_DEFAULT") == "1":
