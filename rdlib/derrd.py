@@ -1424,6 +1424,17 @@ def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFr
         train_eval_min=("minutes", "mean"), resumed=("resumed", "sum")).round(2)
 
 
+def _student_cells(cells: Sequence[Cell], phi: float) -> dict[tuple[str, str], list[Cell]]:
+    """The student cells at size ``phi`` (every method but the teacher), grouped by setting
+    and method in grid order: the cells :func:`missing_runs` and :func:`missing_run_commands`
+    go through."""
+    by_cell: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        if c.method != "Teacher" and c.phi == phi:
+            by_cell.setdefault((c.setting, c.method), []).append(c)
+    return by_cell
+
+
 def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) -> pd.DataFrame:
     """What the grid at student size ``phi`` still lacks, and what it would cost: per setting
     and student method with a seed not stored, the seeds ``stored`` and ``missing``, the device
@@ -1437,12 +1448,8 @@ def missing_runs(store: ResultStore, cells: Sequence[Cell], phi: float = 0.1) ->
     columns = ["setting", "method", "stored", "missing", "teacher trained on", "min/run",
                "measured on", "hours left"]
     teachers = dict(_stored_teachers(store, cells).values())  # setting → teacher manifest
-    by_cell: dict[tuple[str, str], list[Cell]] = {}
-    for c in cells:
-        if c.method != "Teacher" and c.phi == phi:
-            by_cell.setdefault((c.setting, c.method), []).append(c)
     rows = []
-    for (setting, method), group in by_cell.items():
+    for (setting, method), group in _student_cells(cells, phi).items():
         found = [m for m in (store.finished(c.cfg.run_id) for c in group) if m is not None]
         n_missing = len(group) - len(found)
         if not n_missing:
@@ -1469,12 +1476,11 @@ def missing_run_commands(store: ResultStore, cells: Sequence[Cell], phi: float =
     trained on a GPU (its students are skipped on a CPU, see :func:`missing_runs`). The same
     run ids as the page's grid, so that a run the command stores is a cache hit here."""
     teachers = dict(_stored_teachers(store, cells).values())  # setting → teacher manifest
-    seeds: dict[tuple[str, str], list[int]] = {}
-    for c in cells:
-        if c.method != "Teacher" and c.phi == phi and not store.has(c.cfg.run_id):
-            seeds.setdefault((c.setting, c.method), []).append(c.cfg.seed)
     out = []
-    for (setting, method), missing in seeds.items():
+    for (setting, method), group in _student_cells(cells, phi).items():
+        missing = [c.cfg.seed for c in group if not store.has(c.cfg.run_id)]
+        if not missing:
+            continue
         teacher = teachers.get(setting) or {}
         on_gpu = str(teacher.get("config", {}).get("device", "cpu")).startswith("cuda")
         out.append(f"rdlib run derrd --profile {profile} --settings {setting} --methods "
