@@ -31,12 +31,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 from _common import add_run_arguments, save_rows, stamp, start
+from bench_de_mix import D_S, D_T, EXPERTS, HIDDEN, ROWS  # its CiteULike batch's shapes
 
 from rdlib import env
 from rdlib.kd.de import ExpertSet
 
 OUT = Path(__file__).resolve().parent / "results" / "allocator.csv"
-ROWS, EXPERTS, D_S, HIDDEN, D_T = 2600, 30, 20, 110, 200  # bench_de_mix.py's CiteULike batch
 
 
 def child(steps: int, n_rows: int) -> dict:
