@@ -32,7 +32,7 @@ from rdlib import profiles, reports
 from rdlib.config import RunConfig
 from rdlib.distill import OPTIONS as _DISTILL_OPTIONS
 from rdlib.env import short_device_name
-from rdlib.results import ResultStore, train_eval_seconds, was_resumed
+from rdlib.results import ResultStore, allocator_of, train_eval_seconds, was_resumed
 from rdlib.training import replay_best_epoch
 
 TEACHER_DIM = 200  # main_DE.py / main_URRD.py: teacher_dims = 200 (papers.md §2.3)
@@ -1401,8 +1401,10 @@ def epoch_seconds_by_phase(frame: pd.DataFrame,
 
 
 def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFrame:
-    """The chapter's Training cost table: per setting, method, φ and device, the stored runs'
-    count and mean epochs, seconds per training epoch and minutes of training plus evaluation.
+    """The chapter's Training cost table: per setting, method, φ, device and allocator
+    (:func:`~rdlib.results.allocator_of`: glibc's default spends up to a third of a dense DE
+    step in the kernel), the stored runs' count and mean epochs, seconds per training epoch
+    and minutes of training plus evaluation.
 
     Minutes are :func:`~rdlib.results.train_eval_seconds` / 60, summed over every process of a
     resumed run; the manifest's ``wall_time_s`` covers only the last process (a run resumed at
@@ -1414,12 +1416,13 @@ def training_cost(cells: Sequence[Cell], manifests: Sequence[dict]) -> pd.DataFr
         raise ValueError(f"{len(cells)} cells but {len(manifests)} manifests")
     cost = pd.DataFrame([{
         "setting": c.setting, "method": c.method, "phi": c.phi, "seed": c.cfg.seed,
-        "device": m["device_name"], "epochs": m["epochs_run"], "s/epoch": m["seconds_per_epoch"],
-        "minutes": train_eval_seconds(m) / 60, "resumed": was_resumed(m)}
+        "device": m["device_name"], "allocator": allocator_of(m), "epochs": m["epochs_run"],
+        "s/epoch": m["seconds_per_epoch"], "minutes": train_eval_seconds(m) / 60,
+        "resumed": was_resumed(m)}
         for c, m in zip(cells, manifests, strict=True)],
-        columns=["setting", "method", "phi", "seed", "device", "epochs", "s/epoch", "minutes",
-                 "resumed"])
-    return cost.groupby(["setting", "method", "phi", "device"]).agg(
+        columns=["setting", "method", "phi", "seed", "device", "allocator", "epochs", "s/epoch",
+                 "minutes", "resumed"])
+    return cost.groupby(["setting", "method", "phi", "device", "allocator"]).agg(
         runs=("seed", "size"), epochs=("epochs", "mean"), s_per_epoch=("s/epoch", "mean"),
         train_eval_min=("minutes", "mean"), resumed=("resumed", "sum")).round(2)
 

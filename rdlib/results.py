@@ -320,14 +320,29 @@ def was_resumed(manifest: dict) -> bool:
     return manifest.get("resumed_from_epoch") is not None
 
 
+ALLOCATOR_NOT_RECORDED = "glibc default (not recorded)"
+
+
+def allocator_of(manifest: dict) -> str:
+    """What served the run's CPU memory (:func:`rdlib.env.keep_freed_memory`): the one
+    allocator of all its processes, or "mixed: A → B" where a resumed run's processes differed.
+
+    Seconds per epoch depend on it (a dense DE step spent a third of its CPU time in the kernel
+    under glibc's default), so tables of seconds group by it. A manifest or process written
+    before the field existed used glibc's default: ``ALLOCATOR_NOT_RECORDED``."""
+    parts = manifest.get("segments") or [manifest]
+    names = list(dict.fromkeys(part.get("allocator", ALLOCATOR_NOT_RECORDED) for part in parts))
+    return names[0] if len(names) == 1 else "mixed: " + " → ".join(names)
+
+
 PROCESS_COLUMNS = ["run_id", "process", "from_epoch", "to_epoch", "commit", "device",
-                   "flush_denormal", "started_at"]
+                   "flush_denormal", "allocator", "started_at"]
 
 
 def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
     """One row per process that trained a resumed run, in order: the epochs [from_epoch,
-    to_epoch) it ran, its commit (10 hex digits), device, whether it flushed denormals, and
-    when it started. The provenance summary groups a resumed run under its last process; this
+    to_epoch) it ran, its commit (10 hex digits), device, whether it flushed denormals, its
+    allocator (:func:`allocator_of`), and when it started. The provenance summary groups a resumed run under its last process; this
     names every one.
 
     ``manifests`` is run id → manifest (:meth:`ResultStore.finished_manifests`); runs trained by
@@ -336,7 +351,7 @@ def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
     predates ``segments`` altogether, every process before the last (the manifest's own facts
     are the last process's)."""
     unknown = {"commit": "not recorded", "device": "not recorded", "flush_denormal": None,
-               "started_at": "not recorded"}
+               "allocator": "not recorded", "started_at": "not recorded"}
 
     def facts(part: dict) -> dict:
         if part.get("recorded") is False or "git" not in part:
@@ -344,6 +359,7 @@ def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
         return {"commit": str(part["git"].get("commit", ""))[:10],
                 "device": part.get("device_name"),
                 "flush_denormal": part.get("determinism", {}).get("flush_denormal"),
+                "allocator": part.get("allocator", ALLOCATOR_NOT_RECORDED),
                 "started_at": part.get("started_at")}
 
     rows = []

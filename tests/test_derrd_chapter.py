@@ -14,7 +14,7 @@ from scipy import stats as sps
 from rdlib import derrd
 from rdlib.distill import teacher_config
 from rdlib.paths import repo_root
-from rdlib.results import ResultStore, RunRecord
+from rdlib.results import ALLOCATOR_NOT_RECORDED, ResultStore, RunRecord
 
 N_USERS = 300
 
@@ -1126,12 +1126,31 @@ def test_training_cost_sums_every_process_of_a_resumed_run():
         {"device_name": dev, "epochs_run": 300, "seconds_per_epoch": 4.0, "train_seconds": 1200.0,
          "eval_seconds": 120.0, "wall_time_s": 60.0, "resumed_from_epoch": 280}]
     got = derrd.training_cost([a, b], manifests)
-    row = got.loc[("CiteULike/BPR", "RRD", 0.1, dev)]
+    row = got.loc[("CiteULike/BPR", "RRD", 0.1, dev, ALLOCATOR_NOT_RECORDED)]
     assert row["runs"] == 2 and row["epochs"] == 200 and row["s_per_epoch"] == 3.0
     assert row["train_eval_min"] == round((240 / 60 + 1320 / 60) / 2, 2)  # 13.0, not wall's 2.58
     assert row["resumed"] == 1
     with pytest.raises(ValueError, match="1 cells but 2 manifests"):
         derrd.training_cost([a], manifests)
+
+
+def test_training_cost_keeps_runs_of_two_allocators_apart():
+    """Seconds per epoch under glibc's default and under the 1 GiB thresholds are not one
+    cost: the same device gives one row per allocator, and a run resumed across the change
+    its own "mixed" row."""
+    a, b, c = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE"], seeds=[0, 1, 2])
+    dev, new = "cpu (test)", "glibc, mmap and trim thresholds 1 GiB"
+    base = {"device_name": dev, "epochs_run": 10, "train_seconds": 100.0, "eval_seconds": 0.0,
+            "resumed_from_epoch": None}
+    old_run = {**base, "seconds_per_epoch": 30.0}  # written before the field existed
+    new_run = {**base, "seconds_per_epoch": 20.0, "allocator": new}
+    mixed = {**base, "seconds_per_epoch": 25.0, "allocator": new, "resumed_from_epoch": 4,
+             "segments": [{"from_epoch": 0, "to_epoch": 4}, {"from_epoch": 4, "to_epoch": 10,
+                                                             "allocator": new}]}
+    got = derrd.training_cost([a, b, c], [old_run, new_run, mixed])
+    by_allocator = got.xs(("CiteULike/BPR", "DE", 0.1, dev))["s_per_epoch"].to_dict()
+    assert by_allocator == {ALLOCATOR_NOT_RECORDED: 30.0, new: 20.0,
+                            f"mixed: {ALLOCATOR_NOT_RECORDED} → {new}": 25.0}
 
 
 def test_missing_runs_counts_the_seeds_left_and_prices_them_from_the_stored_ones(filled):

@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 
 from rdlib.results import (
+    ALLOCATOR_NOT_RECORDED,
     DIRTY_COLUMNS,
     PROCESS_COLUMNS,
     ROW_COLUMNS,
     ResultStore,
     RunRecord,
+    allocator_of,
     atomic_write,
     dirty_runs,
     resumed_processes,
@@ -281,11 +283,23 @@ def _process(commit, start, flush=False):
             "determinism": {"flush_denormal": flush}, "started_at": start}
 
 
+def test_allocator_of_names_one_allocator_or_the_mix_of_a_resumed_run():
+    new = "glibc, mmap and trim thresholds 1 GiB"
+    assert allocator_of({"allocator": new}) == new
+    assert allocator_of({"git": {}}) == ALLOCATOR_NOT_RECORDED  # written before the field
+    same = {"allocator": new, "segments": [{"allocator": new}, {"allocator": new}]}
+    assert allocator_of(same) == new
+    # resumed across the change: the first process had no field, the manifest's own is the last
+    across = {"allocator": new, "segments": [{"from_epoch": 0}, {"allocator": new}]}
+    assert allocator_of(across) == f"mixed: {ALLOCATOR_NOT_RECORDED} → {new}"
+
+
 def test_resumed_processes_names_every_process_of_each_resumed_run():
     once = {"git": {"commit": "a" * 40}, "device_name": "cpu", "epochs_run": 9}
     two = {"resumed_from_epoch": 142, "epochs_run": 177, "segments": [
         {**_process("b" * 40, "day 1"), "from_epoch": 0, "to_epoch": 142},
-        {**_process("c" * 40, "day 2", flush=True), "from_epoch": 142, "to_epoch": 177}]}
+        {**_process("c" * 40, "day 2", flush=True), "from_epoch": 142, "to_epoch": 177,
+         "allocator": "thresholds"}]}
     # the checkpoint of the first process predates segments: the training loop marks it
     early = {"resumed_from_epoch": 12, "epochs_run": 40, "segments": [
         {"from_epoch": 0, "to_epoch": 12, "recorded": False},
@@ -301,6 +315,9 @@ def test_resumed_processes_names_every_process_of_each_resumed_run():
     assert got["commit"].tolist() == ["b" * 10, "c" * 10, "not recorded", "d" * 10,
                                       "not recorded", "e" * 10]
     assert got["flush_denormal"].tolist() == [False, True, None, False, None, False]
+    assert got["allocator"].tolist() == [ALLOCATOR_NOT_RECORDED, "thresholds",
+                                         "not recorded", ALLOCATOR_NOT_RECORDED,
+                                         "not recorded", ALLOCATOR_NOT_RECORDED]
     assert got.loc[5, "device"] == "cpu " + "e" * 40 and got.loc[4, "started_at"] == "not recorded"
     assert resumed_processes({"once": once}).empty
 
