@@ -90,8 +90,8 @@ def main() -> None:
         argv = [sys.executable, __file__, "--child", "--steps", str(steps),
                 "--threads", str(torch.get_num_threads())] + (["--quick"] if args.quick else [])
         done = subprocess.run(argv, env=child_env, capture_output=True, text=True, check=True)
-        rows.append({"benchmark": "allocator", **json.loads(done.stdout.splitlines()[-1]),
-                     "rows": n_rows, **stamp(device)})
+        rows.append({"benchmark": "allocator", **stamp(device),  # then the child's allocator
+                     **json.loads(done.stdout.splitlines()[-1]), "rows": n_rows})
     df = pd.DataFrame(rows)
     df["identical"] = df["weights_sha256"].nunique() == 1
     print(df[["allocator", "wall_s", "user_s", "sys_s", "minor_faults", "identical"]]

@@ -56,7 +56,7 @@ TOP_N = 50
 BATCH_USERS: dict[str, int] = {"bpr": 1024, "neumf": 64}
 COLUMNS = ["benchmark", "dataset", "model", "phi", "dim", "n_parameters", "n_users", "n_items",
            "n_users_timed", "seconds", "seconds_all_users", "repeat", "device", "device_name",
-           "torch", "commit", "timestamp", "threads"]
+           "torch", "commit", "timestamp", "threads", "allocator"]
 
 
 def recommend(model: Recommender, users: torch.Tensor, batch: int) -> None:

@@ -32,7 +32,7 @@ plain student 0.4–0.7 s per epoch; in the authors' GPU logs student ≈ 1 s, D
 RRD ≈ 3.2 s. :func:`rdlib.reports.kd_timing_table` puts our rows next to them.
 
 Rows (benchmark, method, epoch, repeat, seconds, n_interactions, dataset, dim, device,
-device_name, torch, commit, timestamp, threads) are appended to
+device_name, torch, commit, timestamp, threads, allocator) are appended to
 ``benchmarks/results/kd_citeulike.csv``; ``--quick`` runs a tiny synthetic split as a smoke check
 (one thread unless ``--threads`` says otherwise) and only prints its rows.
 

@@ -17,6 +17,7 @@ from scipy import stats as sps
 
 from rdlib.env import short_device_name
 from rdlib.paths import repo_root
+from rdlib.results import ALLOCATOR_NOT_RECORDED
 
 METRIC_LABELS = {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR", "recall": "Recall",
                  "precision": "Prec", "map": "MAP"}
@@ -191,8 +192,8 @@ def benchmark_table(path=None) -> pd.DataFrame:
 _METHOD_ORDER = ("none", "rd", "cd", "de", "rrd", "de-rrd")
 # data/official_timings.csv method names → rdlib.distill methods
 _OFFICIAL_METHODS = {"BPR student": "none", "DE": "de", "RRD": "rrd"}
-KD_TIMING_COLUMNS = ["code", "method", "epoch", "hardware", "seconds", "speed-up vs official CPU",
-                     "speed-up vs official GPU log"]
+KD_TIMING_COLUMNS = ["code", "method", "epoch", "hardware", "allocator", "seconds",
+                     "speed-up vs official CPU", "speed-up vs official GPU log"]
 
 
 def _official_train_epoch(official: str | Path | None = None) -> pd.DataFrame:
@@ -212,8 +213,10 @@ def kd_timing_table(path: str | Path | None = None, *,
     """Our per-epoch training times of the KD methods next to the official code's.
 
     ``path`` (default ``benchmarks/results/kd_citeulike.csv``, written by
-    ``benchmarks/bench_kd.py``) is summarised as the median seconds per method, epoch and
-    device (``"0.512 (median of 3)"``); ``official`` (default ``data/official_timings.csv``)
+    ``benchmarks/bench_kd.py``) is summarised as the median seconds per method, epoch, device
+    and allocator (``"0.512 (median of 3)"``; rows written before the benchmark recorded its
+    allocator used glibc's default, ``ALLOCATOR_NOT_RECORDED``, which on a CPU makes DE's dense
+    epochs slower: they are kept apart, never pooled); ``official`` (default ``data/official_timings.csv``)
     gives the official code's ``train_epoch`` ranges (``"28–34"``) for the student, DE and RRD.
     ``speed-up vs official CPU`` is the official CPU range divided by our median, for our CPU
     rows of a method that has one (``"2.3–4.0×"``); ``speed-up vs official GPU log`` is the
@@ -225,15 +228,18 @@ def kd_timing_table(path: str | Path | None = None, *,
     if not path.is_file():
         return pd.DataFrame(columns=KD_TIMING_COLUMNS)
     ours = pd.read_csv(path)
+    if "allocator" not in ours:
+        ours["allocator"] = ALLOCATOR_NOT_RECORDED
     off = _official_train_epoch(official)
     ranges = {kind: {r.method: (r.low_s, r.high_s) for r in off.itertuples()
                      if kind in str(r.hardware).lower()} for kind in ("cpu", "gpu")}
     rows = [{"code": "official DE-RRD", "method": r.method, "epoch": "", "hardware": r.hardware,
-             "seconds": _seconds_range(r.low_s, r.high_s), "speed-up vs official CPU": "",
-             "speed-up vs official GPU log": ""}
+             "allocator": "", "seconds": _seconds_range(r.low_s, r.high_s),
+             "speed-up vs official CPU": "", "speed-up vs official GPU log": ""}
             for r in off[off["method"].isin(set(ours["method"]))].itertuples()]
-    keys = ["method", "epoch", "device", "device_name"]
-    for (method, epoch, device, name), g in ours.groupby(keys, dropna=False, sort=False):
+    keys = ["method", "epoch", "device", "device_name", "allocator"]
+    for (method, epoch, device, name, allocator), g in ours.groupby(keys, dropna=False,
+                                                                    sort=False):
         median = float(g["seconds"].median())
         kind = "cpu" if str(device).startswith("cpu") else "gpu"
         speedup = {"cpu": "", "gpu": ""}
@@ -242,7 +248,7 @@ def kd_timing_table(path: str | Path | None = None, *,
             speedup[kind] = _speedup(low / median, high / median)
         rows.append({"code": "rdlib", "method": method,
                      "epoch": "" if pd.isna(epoch) else str(int(epoch)), "hardware": name,
-                     "seconds": _median_cell(g["seconds"]),
+                     "allocator": allocator, "seconds": _median_cell(g["seconds"]),
                      "speed-up vs official CPU": speedup["cpu"],
                      "speed-up vs official GPU log": speedup["gpu"]})
     order = {m: i for i, m in enumerate([*_METHOD_ORDER, "teacher_topk"])}

@@ -73,6 +73,29 @@ def test_kd_timing_table_summarises_and_compares(tmp_path, official):
     assert list(dict.fromkeys(t["method"])) == ["none", "de", "de-rrd", "teacher_topk"]
 
 
+def test_kd_timing_table_keeps_two_allocators_apart(tmp_path, official):
+    """The same device under glibc's default and under the 1 GiB thresholds gives two rows,
+    each with its own median and speed-up; a file without the column reads as the default."""
+    rows = _kd_rows()
+    new = rows[rows["device"] == "cpu"].assign(
+        seconds=rows["seconds"] / 2, allocator="glibc, mmap and trim thresholds 1 GiB")
+    path = tmp_path / "kd.csv"
+    pd.concat([rows.assign(allocator=reports.ALLOCATOR_NOT_RECORDED), new]).to_csv(path,
+                                                                                  index=False)
+    t = reports.kd_timing_table(path, official=official)
+    de = t[(t["code"] == "rdlib") & (t["method"] == "de") & (t["epoch"] == "0")
+           & (t["hardware"] == "cpu (x86_64, 2 threads)")].set_index("allocator")
+    assert de.loc[reports.ALLOCATOR_NOT_RECORDED, "seconds"] == "12.000 (median of 3)"
+    assert de.loc["glibc, mmap and trim thresholds 1 GiB", "seconds"] == "6.000 (median of 3)"
+    assert de.loc["glibc, mmap and trim thresholds 1 GiB", "speed-up vs official CPU"] == "4.0–6.0×"
+    legacy = tmp_path / "legacy.csv"
+    rows.to_csv(legacy, index=False)
+    ours = reports.kd_timing_table(legacy, official=official).query("code == 'rdlib'")
+    assert set(ours["allocator"]) == {reports.ALLOCATOR_NOT_RECORDED}
+    assert (reports.kd_timing_table(legacy, official=official).query(
+        "code != 'rdlib'")["allocator"] == "").all()
+
+
 def test_kd_timing_table_missing_file(tmp_path, official):
     t = reports.kd_timing_table(tmp_path / "absent.csv", official=official)
     assert t.empty and list(t.columns) == reports.KD_TIMING_COLUMNS
