@@ -165,7 +165,8 @@ def bench(device: str, methods: list[str], repeats: int, quick: bool,
     df["epoch"] = df["epoch"].astype("Int64")
     df = df.assign(**stamp(device))
     return df[["benchmark", "method", "epoch", "repeat", "seconds", "n_interactions", "dataset",
-               "dim", "device", "device_name", "torch", "commit", "timestamp", "threads"]]
+               "dim", "device", "device_name", "torch", "commit", "timestamp", "threads",
+               "allocator"]]
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -61,3 +61,13 @@ def test_a_row_without_a_column_of_the_file_leaves_it_empty(tmp_path, missing):
     save_rows(pd.DataFrame([{"a": 3, "threads": 4, "allocator": "y"}]).drop(columns=missing),
               out, quick=False)
     assert pd.read_csv(out, dtype=str, keep_default_na=False)[missing].tolist()[-1] == ""
+
+
+def test_bench_kd_rows_carry_every_stamp_column():
+    """bench_kd picks its columns by name: the stamp's (allocator included) must all be kept."""
+    import bench_kd
+    from _common import stamp
+
+    df = bench_kd.bench("cpu", ["none"], repeats=1, quick=True, data_dir=None)
+    assert set(stamp("cpu")) <= set(df.columns)
+    assert df["allocator"].notna().all()
