@@ -315,6 +315,43 @@ def allocator_table(path: str | Path | None = None) -> pd.DataFrame:
         columns=ALLOCATOR_COLUMNS)
 
 
+ALLOCATOR_DEFAULT = "default (RDLIB_MALLOC_DEFAULT=1)"  # rdlib.env.keep_freed_memory's words
+ALLOCATOR_KEPT = "glibc, mmap and trim thresholds 1 GiB"
+ALLOCATOR_EPOCH_COLUMNS = ["method", "epoch", "device", "threads", "default s", "1 GiB s",
+                           "change"]
+
+
+def allocator_epoch_table(path: str | Path | None = None) -> pd.DataFrame:
+    """Whole training epochs under both allocators, from ``benchmarks/bench_kd.py``'s rows
+    (default ``benchmarks/results/kd_citeulike.csv``): per method, epoch, device and threads
+    measured under glibc's default (``RDLIB_MALLOC_DEFAULT=1``) and under
+    :func:`rdlib.env.keep_freed_memory`, the median seconds of each and the change
+    (``"-10.7%"``). Rows written before the benchmark recorded its allocator are left out:
+    they were measured on other days and commits. Wall seconds, so a machine shared with a
+    training run adds noise to both. Columns: :data:`ALLOCATOR_EPOCH_COLUMNS`."""
+    path = Path(path or repo_root() / "benchmarks" / "results" / "kd_citeulike.csv")
+    df = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    if "allocator" not in df or df.empty:
+        return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
+    df = df[df["benchmark"] == "train_epoch"]
+    medians = (df[df["allocator"].isin([ALLOCATOR_DEFAULT, ALLOCATOR_KEPT])]
+               .groupby(["method", "epoch", "device_name", "threads", "allocator"])["seconds"]
+               .median().unstack("allocator"))
+    if medians.empty or not {ALLOCATOR_DEFAULT, ALLOCATOR_KEPT} <= set(medians.columns):
+        return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
+    medians = medians.dropna(subset=[ALLOCATOR_DEFAULT, ALLOCATOR_KEPT]).reset_index()
+    order = {m: i for i, m in enumerate(_METHOD_ORDER)}
+    medians = (medians.assign(_m=medians["method"].map(lambda m: order.get(m, len(order))))
+               .sort_values(["_m", "method", "epoch", "device_name", "threads"]))
+    old, new = medians[ALLOCATOR_DEFAULT], medians[ALLOCATOR_KEPT]
+    return pd.DataFrame({
+        "method": medians["method"], "epoch": medians["epoch"].astype(int),
+        "device": medians["device_name"].map(short_device_name), "threads": medians["threads"],
+        "default s": old.round(3), "1 GiB s": new.round(3),
+        "change": [f"{(b / a - 1):+.1%}" for a, b in zip(old, new, strict=True)]},
+        columns=ALLOCATOR_EPOCH_COLUMNS).reset_index(drop=True)
+
+
 def _paper_table3() -> pd.DataFrame:
     """DE-RRD Table 3 as columns dataset, model, phi, paper params_M, paper
     inference_time_s."""

@@ -214,3 +214,31 @@ def test_allocator_table_adds_kernel_to_user_time_and_names_the_cpu(tmp_path):
     assert got.loc["tuned", "device"] == "AMD EPYC (family 25, model 1)"
     assert got["same weights"].tolist() == [True, True]
     assert reports.allocator_table(tmp_path / "absent.csv").empty
+
+
+def test_allocator_epoch_table_pairs_the_two_allocators_of_one_device(tmp_path):
+    """Medians per allocator and their change; rows without a recorded allocator, or measured
+    under one allocator only, are not paired."""
+    rows = []
+    for allocator, seconds in [(reports.ALLOCATOR_DEFAULT, [10.0, 12.0, 11.0]),
+                               (reports.ALLOCATOR_KEPT, [8.0, 9.0, 9.9]),
+                               (reports.ALLOCATOR_NOT_RECORDED, [50.0, 50.0, 50.0])]:
+        rows += [{"benchmark": "train_epoch", "method": "de", "epoch": 0, "seconds": s,
+                  "device_name": "cpu (AMD EPYC (family 25, model 1), AVX2, x86_64, 1 threads)",
+                  "threads": 1, "allocator": allocator} for s in seconds]
+    rows += [{"benchmark": "train_epoch", "method": "none", "epoch": 0, "seconds": 1.0,
+              "device_name": "cpu x", "threads": 1, "allocator": reports.ALLOCATOR_KEPT},
+             {"benchmark": "teacher_topk", "method": "teacher_topk", "epoch": None,
+              "seconds": 1.0, "device_name": "cpu x", "threads": 1,
+              "allocator": reports.ALLOCATOR_DEFAULT}]
+    path = tmp_path / "kd.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    got = reports.allocator_epoch_table(path)
+    assert list(got.columns) == reports.ALLOCATOR_EPOCH_COLUMNS
+    assert got.to_dict("records") == [{
+        "method": "de", "epoch": 0, "device": "AMD EPYC (family 25, model 1)", "threads": 1,
+        "default s": 11.0, "1 GiB s": 9.0, "change": "-18.2%"}]
+    # a file from before the column, and a missing file, give an empty table
+    pd.DataFrame(rows).drop(columns="allocator").to_csv(path, index=False)
+    assert reports.allocator_epoch_table(path).empty
+    assert reports.allocator_epoch_table(tmp_path / "absent.csv").empty
