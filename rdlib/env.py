@@ -239,6 +239,11 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 HEAP_THRESHOLD = 1 << 30  # 1 GiB
 
 
+# what keep_freed_memory records: glibc's default kept on request, and its own setting
+ALLOCATOR_DEFAULT = "default (RDLIB_MALLOC_DEFAULT=1)"
+ALLOCATOR_KEPT = "glibc, mmap and trim thresholds 1 GiB"
+
+
 @functools.cache
 def keep_freed_memory() -> str:
     """Make glibc's ``malloc`` serve blocks up to 1 GiB from its heap and keep freed memory
@@ -256,7 +261,7 @@ def keep_freed_memory() -> str:
     once per process, where the C library is glibc (``mallopt``); elsewhere it says so and
     does nothing. ``RDLIB_MALLOC_DEFAULT=1`` keeps the default, for comparison."""
     if os.environ.get("RDLIB_MALLOC_DEFAULT") == "1":
-        return "default (RDLIB_MALLOC_DEFAULT=1)"
+        return ALLOCATOR_DEFAULT
     if platform.libc_ver()[0] != "glibc":
         return "default (not glibc)"
     import ctypes
@@ -269,7 +274,7 @@ def keep_freed_memory() -> str:
             for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD)]
     if not all(done):
         return "default (mallopt refused)"
-    return "glibc, mmap and trim thresholds 1 GiB"
+    return ALLOCATOR_KEPT
 
 
 def determinism_flags() -> dict[str, bool]:

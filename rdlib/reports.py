@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from rdlib.env import short_device_name
+from rdlib.env import ALLOCATOR_DEFAULT, ALLOCATOR_KEPT, short_device_name
 from rdlib.paths import repo_root
 from rdlib.results import ALLOCATOR_NOT_RECORDED
 
@@ -215,9 +215,9 @@ def kd_timing_table(path: str | Path | None = None, *,
     ``path`` (default ``benchmarks/results/kd_citeulike.csv``, written by
     ``benchmarks/bench_kd.py``) is summarised as the median seconds per method, epoch, device
     and allocator (``"0.512 (median of 3)"``; rows written before the benchmark recorded its
-    allocator used glibc's default, ``ALLOCATOR_NOT_RECORDED``, which on a CPU makes DE's dense
-    epochs slower: they are kept apart, never pooled); ``official`` (default ``data/official_timings.csv``)
-    gives the official code's ``train_epoch`` ranges (``"28–34"``) for the student, DE and RRD.
+    allocator used glibc's default, ``ALLOCATOR_NOT_RECORDED``; the allocator changes a CPU
+    epoch's time, :func:`allocator_epoch_table`, so rows of two allocators are never pooled);
+    ``official`` (default ``data/official_timings.csv``) gives the official code's ``train_epoch`` ranges (``"28–34"``) for the student, DE and RRD.
     ``speed-up vs official CPU`` is the official CPU range divided by our median, for our CPU
     rows of a method that has one (``"2.3–4.0×"``); ``speed-up vs official GPU log`` is the
     authors' logged GPU time divided by our median, for our GPU rows (another GPU than theirs,
@@ -315,8 +315,6 @@ def allocator_table(path: str | Path | None = None) -> pd.DataFrame:
         columns=ALLOCATOR_COLUMNS)
 
 
-ALLOCATOR_DEFAULT = "default (RDLIB_MALLOC_DEFAULT=1)"  # rdlib.env.keep_freed_memory's words
-ALLOCATOR_KEPT = "glibc, mmap and trim thresholds 1 GiB"
 ALLOCATOR_EPOCH_COLUMNS = ["method", "epoch", "device", "threads", "default s", "1 GiB s",
                            "change"]
 
