@@ -54,9 +54,9 @@ MODELS: tuple[str, ...] = ("bpr", "neumf")
 PHI_DIM: dict[float, int] = {1.0: 200, 0.5: 100, 0.1: 20}
 TOP_N = 50
 BATCH_USERS: dict[str, int] = {"bpr": 1024, "neumf": 64}
+# each row's own columns; _common.stamp's (device, …, allocator) follow them
 COLUMNS = ["benchmark", "dataset", "model", "phi", "dim", "n_parameters", "n_users", "n_items",
-           "n_users_timed", "seconds", "seconds_all_users", "repeat", "device", "device_name",
-           "torch", "commit", "timestamp", "threads", "allocator"]
+           "n_users_timed", "seconds", "seconds_all_users", "repeat"]
 
 
 def recommend(model: Recommender, users: torch.Tensor, batch: int) -> None:
@@ -113,7 +113,7 @@ def bench(datasets: dict[str, tuple[str, int]], models: list[str], device: str, 
     for dataset, (protocol, negatives) in datasets.items():
         rows += bench_dataset(dataset, protocol, negatives, models, device, repeats, max_users,
                               batch_users, data_dir)
-    return pd.DataFrame(rows, columns=COLUMNS[:12]).assign(**stamp(device))[COLUMNS]
+    return pd.DataFrame(rows, columns=COLUMNS).assign(**stamp(device))
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:

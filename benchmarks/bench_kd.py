@@ -163,10 +163,9 @@ def bench(device: str, methods: list[str], repeats: int, quick: bool,
         print(f"{method}: done", flush=True)
     df = pd.DataFrame(rows).assign(n_interactions=len(split.train), dataset=dataset)
     df["epoch"] = df["epoch"].astype("Int64")
-    df = df.assign(**stamp(device))
-    return df[["benchmark", "method", "epoch", "repeat", "seconds", "n_interactions", "dataset",
-               "dim", "device", "device_name", "torch", "commit", "timestamp", "threads",
-               "allocator"]]
+    stamped = stamp(device)  # its columns follow the row's own, whatever the stamp holds
+    return df.assign(**stamped)[["benchmark", "method", "epoch", "repeat", "seconds",
+                                 "n_interactions", "dataset", "dim", *stamped]]
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:

@@ -342,8 +342,8 @@ PROCESS_COLUMNS = ["run_id", "process", "from_epoch", "to_epoch", "commit", "dev
 def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
     """One row per process that trained a resumed run, in order: the epochs [from_epoch,
     to_epoch) it ran, its commit (10 hex digits), device, whether it flushed denormals, its
-    allocator (:func:`allocator_of`), and when it started. The provenance summary groups a resumed run under its last process; this
-    names every one.
+    allocator (:func:`allocator_of`), and when it started. The provenance summary groups a
+    resumed run under its last process; this names every one.
 
     ``manifests`` is run id → manifest (:meth:`ResultStore.finished_manifests`); runs trained by
     one process are left out. A process whose facts were not kept shows "not recorded": the
@@ -359,7 +359,7 @@ def resumed_processes(manifests: dict[str, dict]) -> pd.DataFrame:
         return {"commit": str(part["git"].get("commit", ""))[:10],
                 "device": part.get("device_name"),
                 "flush_denormal": part.get("determinism", {}).get("flush_denormal"),
-                "allocator": part.get("allocator", ALLOCATOR_NOT_RECORDED),
+                "allocator": allocator_of(part),  # one process: its own allocator
                 "started_at": part.get("started_at")}
 
     rows = []
