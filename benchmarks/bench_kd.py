@@ -31,8 +31,10 @@ For comparison, the official code's per-epoch times are in ``data/official_timin
 plain student 0.4–0.7 s per epoch; in the authors' GPU logs student ≈ 1 s, DE ≈ 11 s,
 RRD ≈ 3.2 s. :func:`rdlib.reports.kd_timing_table` puts our rows next to them.
 
-Rows (benchmark, method, epoch, repeat, seconds, n_interactions, dataset, dim, device,
-device_name, torch, commit, timestamp, threads, allocator) are appended to
+Rows (benchmark, method, epoch, repeat, seconds, n_interactions, dataset, dim, load_1min (the
+1-minute load average when the timed epoch ended: how busy the machine was; rows written before
+the column have none), device, device_name, torch, commit, timestamp, threads, allocator) are
+appended to
 ``benchmarks/results/kd_citeulike.csv``; ``--quick`` runs a tiny synthetic split as a smoke check
 (one thread unless ``--threads`` says otherwise) and only prints its rows.
 
@@ -43,6 +45,7 @@ device_name, torch, commit, timestamp, threads, allocator) are appended to
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -123,7 +126,7 @@ def time_teacher_topk(teacher: Recommender, split: Split, k: int, cfg: RunConfig
         if r:
             rows.append({"benchmark": "teacher_topk", "method": "teacher_topk", "epoch": None,
                          "repeat": r - 1, "seconds": time.perf_counter() - t0,
-                         "dim": TEACHER_DIM})
+                         "dim": TEACHER_DIM, "load_1min": os.getloadavg()[0]})
     return rows
 
 
@@ -142,7 +145,7 @@ def time_method(method: str, cfg: RunConfig, teacher: Recommender, split: Split,
             if r:
                 rows.append({"benchmark": "train_epoch", "method": method, "epoch": epoch,
                              "repeat": r - 1, "seconds": out.train_seconds / out.epochs_run,
-                             "dim": STUDENT_DIM})
+                             "dim": STUDENT_DIM, "load_1min": os.getloadavg()[0]})
     return rows
 
 
@@ -165,7 +168,7 @@ def bench(device: str, methods: list[str], repeats: int, quick: bool,
     df["epoch"] = df["epoch"].astype("Int64")
     stamped = stamp(device)  # its columns follow the row's own, whatever the stamp holds
     return df.assign(**stamped)[["benchmark", "method", "epoch", "repeat", "seconds",
-                                 "n_interactions", "dataset", "dim", *stamped]]
+                                 "n_interactions", "dataset", "dim", "load_1min", *stamped]]
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:

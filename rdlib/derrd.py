@@ -967,27 +967,49 @@ def repr_width(model: str, dim: int) -> int:
     return dim
 
 
-def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[str]:
-    """The stored runs among (label, cell) ``pairs`` (:func:`ablation_cells`) whose manifest says
-    denormals were flushed to zero (``determinism.flush_denormal``, ``rdlib run derrd
-    --flush-denormal``) in any of the processes that trained it (``segments``), as
-    "label seed N"."""
+def _flush_status(store: ResultStore, pairs: Sequence[tuple[str, Cell]]
+                  ) -> list[tuple[str, int, bool]]:
+    """(label, seed, flushed) of each stored run among ``pairs``, in their order: flushed if
+    its manifest says denormals were flushed to zero (``determinism.flush_denormal``, ``rdlib
+    run derrd --flush-denormal``) in any of the processes that trained it (``segments``)."""
     def flushed(manifest: dict) -> bool:
         return any(part.get("determinism", {}).get("flush_denormal")
                    for part in (manifest, *manifest.get("segments", ())))
     out = []
     for label, c in pairs:
         manifest = store.finished(c.cfg.run_id)  # None: not stored
-        if manifest is not None and flushed(manifest):
-            out.append(f"{label} seed {c.cfg.seed}")
+        if manifest is not None:
+            out.append((label, c.cfg.seed, flushed(manifest)))
     return out
 
 
+def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[str]:
+    """The stored runs among (label, cell) ``pairs`` (:func:`ablation_cells`) that flushed
+    denormals to zero in any of their processes (:func:`_flush_status`), as "label seed N"."""
+    return [f"{label} seed {seed}" for label, seed, f in _flush_status(store, pairs) if f]
+
+
 def flushed_line(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> str:
-    """The line a chapter section prints under its table: :func:`flushed_runs` of ``pairs``,
-    joined by "; ", or "none"."""
-    return ("denormals flushed to zero (--flush-denormal): "
-            + ("; ".join(flushed_runs(store, pairs)) or "none"))
+    """The line a chapter section prints under its table: in how many of the stored runs of
+    ``pairs`` denormals were flushed to zero, and which, with the seeds of one label together
+    ("label seeds 0, 1", sorted). Where most runs flushed, the few that did not are named instead, so
+    that the line stays short as a grid fills."""
+    status = _flush_status(store, pairs)
+    n, k = len(status), sum(f for _, _, f in status)
+    head = "denormals flushed to zero (--flush-denormal)"
+    if k == 0:
+        return f"{head}: none"
+    if k == n:
+        return f"{head}: all {n} stored runs"
+    listed = k * 2 <= n  # name the flushed runs, or the fewer that did not flush
+    seeds: dict[str, list[int]] = {}  # label → seeds, in the order of pairs
+    for label, seed, f in status:
+        if f == listed:
+            seeds.setdefault(label, []).append(seed)
+    names = "; ".join(f"{label} seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s)))}"
+                      for label, s in seeds.items())
+    return f"{head}: {k} of {n} stored runs" + (f": {names}" if listed else
+                                                  f"; not flushed: {names}")
 
 
 def ablation_cells(cells: Sequence[Cell], setting: str,

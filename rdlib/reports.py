@@ -316,38 +316,48 @@ def allocator_table(path: str | Path | None = None) -> pd.DataFrame:
 
 
 ALLOCATOR_EPOCH_COLUMNS = ["method", "epoch", "device", "threads", "default s", "1 GiB s",
-                           "change"]
+                           "change", "epochs timed", "p"]
 
 
 def allocator_epoch_table(path: str | Path | None = None) -> pd.DataFrame:
     """Whole training epochs under both allocators, from ``benchmarks/bench_kd.py``'s rows
     (default ``benchmarks/results/kd_citeulike.csv``): per method, epoch, device and threads
     measured under glibc's default (``RDLIB_MALLOC_DEFAULT=1``) and under
-    :func:`rdlib.env.keep_freed_memory`, the median seconds of each and the change
-    (``"-10.7%"``). Rows written before the benchmark recorded its allocator are left out:
-    they were measured on other days and commits. Wall seconds, so a machine shared with a
-    training run adds noise to both. Columns: :data:`ALLOCATOR_EPOCH_COLUMNS`."""
+    :func:`rdlib.env.keep_freed_memory`, the median seconds of each, the change
+    (``"-10.7%"``), the epochs timed under each (``"9 / 9"``, default first) and the two-sided
+    Mann–Whitney U p-value of the two samples of epoch times. Wall seconds, and a machine
+    shared with training runs adds noise to both sides, so a change is told apart from that
+    noise only by its p (the epochs of one benchmark process are not independent draws, so p
+    is optimistic if anything). Rows written before the benchmark recorded its allocator are
+    left out: they were measured on other days and commits. Columns:
+    :data:`ALLOCATOR_EPOCH_COLUMNS`."""
     path = Path(path or repo_root() / "benchmarks" / "results" / "kd_citeulike.csv")
     df = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     if "allocator" not in df or df.empty:
         return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
-    df = df[df["benchmark"] == "train_epoch"]
-    medians = (df[df["allocator"].isin([ALLOCATOR_DEFAULT, ALLOCATOR_KEPT])]
-               .groupby(["method", "epoch", "device_name", "threads", "allocator"])["seconds"]
-               .median().unstack("allocator"))
-    if medians.empty or not {ALLOCATOR_DEFAULT, ALLOCATOR_KEPT} <= set(medians.columns):
-        return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
-    medians = medians.dropna(subset=[ALLOCATOR_DEFAULT, ALLOCATOR_KEPT]).reset_index()
+    df = df[(df["benchmark"] == "train_epoch")
+            & df["allocator"].isin([ALLOCATOR_DEFAULT, ALLOCATOR_KEPT])]
+    keys = ["method", "epoch", "device_name", "threads"]
     order = {m: i for i, m in enumerate(_METHOD_ORDER)}
-    medians = (medians.assign(_m=medians["method"].map(lambda m: order.get(m, len(order))))
-               .sort_values(["_m", "method", "epoch", "device_name", "threads"]))
-    old, new = medians[ALLOCATOR_DEFAULT], medians[ALLOCATOR_KEPT]
-    return pd.DataFrame({
-        "method": medians["method"], "epoch": medians["epoch"].astype(int),
-        "device": medians["device_name"].map(short_device_name), "threads": medians["threads"],
-        "default s": old.round(3), "1 GiB s": new.round(3),
-        "change": [f"{(b / a - 1):+.1%}" for a, b in zip(old, new, strict=True)]},
-        columns=ALLOCATOR_EPOCH_COLUMNS).reset_index(drop=True)
+    rows = []
+    for key, group in df.groupby(keys):
+        old, new = (group.loc[group["allocator"] == a, "seconds"].to_numpy()
+                    for a in (ALLOCATOR_DEFAULT, ALLOCATOR_KEPT))
+        if not (len(old) and len(new)):
+            continue  # measured under one allocator only: nothing to pair
+        a, b = float(np.median(old)), float(np.median(new))
+        rows.append({**dict(zip(keys, key, strict=True)), "default s": round(a, 3),
+                     "1 GiB s": round(b, 3), "change": f"{(b / a - 1):+.1%}",
+                     "epochs timed": f"{len(old)} / {len(new)}",
+                     "p": float(sps.mannwhitneyu(old, new, alternative="two-sided").pvalue)})
+    if not rows:
+        return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
+    out = pd.DataFrame(rows)
+    out = (out.assign(_m=out["method"].map(lambda m: order.get(m, len(order))))
+           .sort_values(["_m", "method", "epoch", "device_name", "threads"]))
+    return out.assign(epoch=out["epoch"].astype(int),
+                      device=out["device_name"].map(short_device_name)
+                      )[ALLOCATOR_EPOCH_COLUMNS].reset_index(drop=True)
 
 
 def _paper_table3() -> pd.DataFrame:

@@ -71,3 +71,5 @@ def test_bench_kd_rows_carry_every_stamp_column():
     df = bench_kd.bench("cpu", ["none"], repeats=1, quick=True, data_dir=None)
     assert set(stamp("cpu")) <= set(df.columns)
     assert df["allocator"].notna().all()
+    # every timed row says how busy the machine was (a load average is never negative)
+    assert (df["load_1min"] >= 0).all()

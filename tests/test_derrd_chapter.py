@@ -963,9 +963,19 @@ def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
         manifest["determinism"] = {"flush_denormal": i > 0}  # the first run did not flush
         path.write_text(json.dumps(manifest))
     assert derrd.flushed_runs(store, pairs) == ["(a) attention seed 1", "(b) one expert, large seed 0"]
-    assert derrd.flushed_line(store, pairs) == ("denormals flushed to zero (--flush-denormal): "
-                                                "(a) attention seed 1; (b) one expert, large seed 0")
-    assert derrd.flushed_line(store, pairs[:1]).endswith(": none")
+    head = "denormals flushed to zero (--flush-denormal)"
+    # two of three flushed: the one that did not is named
+    assert derrd.flushed_line(store, pairs) == (f"{head}: 2 of 3 stored runs; "
+                                                "not flushed: (a) attention seed 0")
+    assert derrd.flushed_line(store, pairs[:1]) == f"{head}: none"
+    assert derrd.flushed_line(store, pairs[1:]) == f"{head}: all 2 stored runs"
+    # one of two flushed: named; a label's seeds are listed together
+    assert derrd.flushed_line(store, pairs[:2]) == (f"{head}: 1 of 2 stored runs: "
+                                                    "(a) attention seed 1")
+    same = [("x", c) for _, c in pairs[:3]]
+    assert derrd.flushed_line(store, same) == f"{head}: 2 of 3 stored runs; not flushed: x seed 0"
+    assert derrd.flushed_line(store, same[:1] + same) == (f"{head}: 2 of 4 stored runs: "
+                                                          "x seeds 0, 1")
     # a run resumed without flushing, whose first process flushed, is listed too
     path = store.run_dir(pairs[0][1].cfg.run_id) / "manifest.json"
     manifest = json.loads(path.read_text())

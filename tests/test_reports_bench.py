@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from rdlib import reports
 from rdlib.derrd import REPRODUCED, claim6_inference
@@ -237,7 +238,10 @@ def test_allocator_epoch_table_pairs_the_two_allocators_of_one_device(tmp_path):
     assert list(got.columns) == reports.ALLOCATOR_EPOCH_COLUMNS
     assert got.to_dict("records") == [{
         "method": "de", "epoch": 0, "device": "AMD EPYC (family 25, model 1)", "threads": 1,
-        "default s": 11.0, "1 GiB s": 9.0, "change": "-18.2%"}]
+        "default s": 11.0, "1 GiB s": 9.0, "change": "-18.2%", "epochs timed": "3 / 3",
+        "p": pytest.approx(0.1)}]  # U = 9 of 9: the exact two-sided p is 2 / C(6, 3)
+    # the p-value is scipy's Mann–Whitney U, two-sided, on the two samples
+    assert got["p"].iloc[0] == stats.mannwhitneyu([10.0, 12.0, 11.0], [8.0, 9.0, 9.9]).pvalue
     # a file from before the column, and a missing file, give an empty table
     pd.DataFrame(rows).drop(columns="allocator").to_csv(path, index=False)
     assert reports.allocator_epoch_table(path).empty
