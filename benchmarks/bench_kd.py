@@ -34,9 +34,8 @@ RRD ≈ 3.2 s. :func:`rdlib.reports.kd_timing_table` puts our rows next to them.
 Rows (benchmark, method, epoch, repeat, seconds, n_interactions, dataset, dim, load_1min (the
 1-minute load average when the timed epoch ended: how busy the machine was; rows written before
 the column have none), device, device_name, torch, commit, timestamp, threads, allocator) are
-appended to
-``benchmarks/results/kd_citeulike.csv``; ``--quick`` runs a tiny synthetic split as a smoke check
-(one thread unless ``--threads`` says otherwise) and only prints its rows.
+appended to ``benchmarks/results/kd_citeulike.csv``; ``--quick`` runs a tiny synthetic split as a
+smoke check (one thread unless ``--threads`` says otherwise) and only prints its rows.
 
     python benchmarks/bench_kd.py --device cpu --repeats 3
     python benchmarks/bench_kd.py --device cuda --repeats 3

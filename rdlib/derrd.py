@@ -992,8 +992,8 @@ def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[
 def flushed_line(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> str:
     """The line a chapter section prints under its table: in how many of the stored runs of
     ``pairs`` denormals were flushed to zero, and which, with the seeds of one label together
-    ("label seeds 0, 1", sorted). Where most runs flushed, the few that did not are named instead, so
-    that the line stays short as a grid fills."""
+    and sorted ("label seeds 0, 1"). Where most runs flushed, the few that did not are named
+    instead, so that the line stays short as a grid fills."""
     status = _flush_status(store, pairs)
     n, k = len(status), sum(f for _, _, f in status)
     head = "denormals flushed to zero (--flush-denormal)"
