@@ -967,11 +967,12 @@ def repr_width(model: str, dim: int) -> int:
     return dim
 
 
-def _flush_status(store: ResultStore, pairs: Sequence[tuple[str, Cell]]
-                  ) -> list[tuple[str, int, bool]]:
-    """(label, seed, flushed) of each stored run among ``pairs``, in their order: flushed if
-    its manifest says denormals were flushed to zero (``determinism.flush_denormal``, ``rdlib
-    run derrd --flush-denormal``) in any of the processes that trained it (``segments``)."""
+def flush_status(store: ResultStore, pairs: Sequence[tuple[str, Cell]]
+                 ) -> list[tuple[str, int, bool]]:
+    """(label, seed, flushed) of each stored run among (label, cell) ``pairs``
+    (:func:`ablation_cells`), in their order: flushed if its manifest says denormals were
+    flushed to zero (``determinism.flush_denormal``, ``rdlib run derrd --flush-denormal``) in
+    any of the processes that trained it (``segments``)."""
     def flushed(manifest: dict) -> bool:
         return any(part.get("determinism", {}).get("flush_denormal")
                    for part in (manifest, *manifest.get("segments", ())))
@@ -983,18 +984,12 @@ def _flush_status(store: ResultStore, pairs: Sequence[tuple[str, Cell]]
     return out
 
 
-def flushed_runs(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> list[str]:
-    """The stored runs among (label, cell) ``pairs`` (:func:`ablation_cells`) that flushed
-    denormals to zero in any of their processes (:func:`_flush_status`), as "label seed N"."""
-    return [f"{label} seed {seed}" for label, seed, f in _flush_status(store, pairs) if f]
-
-
 def flushed_line(store: ResultStore, pairs: Sequence[tuple[str, Cell]]) -> str:
     """The line a chapter section prints under its table: in how many of the stored runs of
     ``pairs`` denormals were flushed to zero, and which, with the seeds of one label together
     and sorted ("label seeds 0, 1"). Where most runs flushed, the few that did not are named
     instead, so that the line stays short as a grid fills."""
-    status = _flush_status(store, pairs)
+    status = flush_status(store, pairs)
     n, k = len(status), sum(f for _, _, f in status)
     head = "denormals flushed to zero (--flush-denormal)"
     if k == 0:

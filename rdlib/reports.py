@@ -217,7 +217,8 @@ def kd_timing_table(path: str | Path | None = None, *,
     and allocator (``"0.512 (median of 3)"``; rows written before the benchmark recorded its
     allocator used glibc's default, ``ALLOCATOR_NOT_RECORDED``; the allocator changes a CPU
     epoch's time, :func:`allocator_epoch_table`, so rows of two allocators are never pooled);
-    ``official`` (default ``data/official_timings.csv``) gives the official code's ``train_epoch`` ranges (``"28–34"``) for the student, DE and RRD.
+    ``official`` (default ``data/official_timings.csv``) gives the official code's
+    ``train_epoch`` ranges (``"28–34"``) for the student, DE and RRD.
     ``speed-up vs official CPU`` is the official CPU range divided by our median, for our CPU
     rows of a method that has one (``"2.3–4.0×"``); ``speed-up vs official GPU log`` is the
     authors' logged GPU time divided by our median, for our GPU rows (another GPU than theirs,

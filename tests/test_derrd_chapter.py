@@ -952,7 +952,7 @@ def test_kd_loss_share_reads_the_first_epoch_of_each_run_against_its_student(tmp
     assert list(got["student loss"]) == [100.0, 100.0] and list(got["seed"]) == [0, 0]
 
 
-def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
+def test_flush_status_and_line_name_the_runs_whose_manifest_flushed_denormals(tmp_path):
     store = ResultStore(tmp_path)
     cells = derrd.chapter_grid("full", ["CiteULike/BPR"], ["DE"], seeds=[0, 1])
     pairs = derrd.ablation_cells(cells, "CiteULike/BPR", ["(a) attention", "(b) one expert, large"])
@@ -962,7 +962,10 @@ def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
         manifest = json.loads(path.read_text())
         manifest["determinism"] = {"flush_denormal": i > 0}  # the first run did not flush
         path.write_text(json.dumps(manifest))
-    assert derrd.flushed_runs(store, pairs) == ["(a) attention seed 1", "(b) one expert, large seed 0"]
+    # pairs[3] is not stored, so it is not listed
+    assert derrd.flush_status(store, pairs) == [("(a) attention", 0, False),
+                                                ("(a) attention", 1, True),
+                                                ("(b) one expert, large", 0, True)]
     head = "denormals flushed to zero (--flush-denormal)"
     # two of three flushed: the one that did not is named
     assert derrd.flushed_line(store, pairs) == (f"{head}: 2 of 3 stored runs; "
@@ -982,7 +985,7 @@ def test_flushed_runs_names_the_runs_whose_manifest_flushed_denormals(tmp_path):
     manifest["segments"] = [{"from_epoch": 0, "to_epoch": 5, "determinism": {"flush_denormal": True}},
                             {"from_epoch": 5, "to_epoch": 9, "determinism": {"flush_denormal": False}}]
     path.write_text(json.dumps(manifest))
-    assert derrd.flushed_runs(store, pairs)[0] == "(a) attention seed 0"
+    assert derrd.flush_status(store, pairs)[0] == ("(a) attention", 0, True)
 
 
 def test_cluster_gains_average_each_variants_gain_per_cluster(tmp_path):
