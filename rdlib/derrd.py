@@ -7,8 +7,9 @@ with the functions below. The paper's numbers are read from ``data/paper_results
 
 Cells of Table 2 are a *setting* (dataset × base model) and a *method*:
 
-* ``Teacher``: the base model at d = 200, trained plainly, seed 0 only (the students of every
-  seed distil from this one teacher, as the paper's single teacher file);
+* ``Teacher``: the base model at d = 200, trained plainly, one seed per setting (the students of
+  every seed distil from this one teacher, as the paper's single teacher file): seed 0, except
+  where :data:`TEACHER_SEEDS` names another;
 * ``Student``: the base model at d = φ·200 trained plainly;
 * ``RD``, ``CD``, ``DE``, ``RRD``, ``DE-RRD``: the student trained with that method
   (:mod:`rdlib.distill`), its teacher named in ``extra``.
@@ -45,6 +46,13 @@ SETTINGS: dict[str, tuple[str, str, str, str]] = {
     "Foursquare/BPR": ("derrd_foursquare_bpr", "bpr", "Foursquare", "BPR"),
     "Foursquare/NeuMF": ("derrd_foursquare_neumf", "neumf", "Foursquare", "NeuMF"),
 }
+#: setting → the seed of its one teacher, where it is not 0. Foursquare/NeuMF's seed-0 teacher was
+#: trained on an H100 whose copy of its weights did not come back; a CPU retrain cannot repeat a
+#: GPU run (:func:`rdlib.distill.ensure_teacher` refuses it), and no GPU was lent in the seven
+#: sessions after. Rather than leave the setting waiting on a GPU, its students distil from a
+#: second teacher, seed 1, trained on a CPU; the seed-0 teacher's stored students are set aside
+#: (:func:`set_aside_cells`), not pooled with them.
+TEACHER_SEEDS: dict[str, int] = {"Foursquare/NeuMF": 1}
 #: Table 2 row label → rdlib method
 METHODS: dict[str, str] = {"Teacher": "none", "Student": "none", "RD": "rd", "CD": "cd",
                            "DE": "de", "RRD": "rrd", "DE-RRD": "de-rrd"}
@@ -82,23 +90,26 @@ def student_dim(phi: float) -> int:
     return round(phi * TEACHER_DIM)
 
 
-def teacher_spec(student: RunConfig) -> dict[str, int]:
-    """The ``extra["teacher"]`` of a KD student: d = 200 and seed 0 (one teacher for every
-    student seed, as the paper's single teacher file), spelled minimally — fields equal to the
-    student's own are left out (they are inherited), so a seed-0 student's spec is
-    ``{"dim": 200}`` and its ``run_id`` does not depend on how the seed was written."""
-    spec = {"dim": TEACHER_DIM, "seed": 0}
+def teacher_spec(student: RunConfig, seed: int = 0) -> dict[str, int]:
+    """The ``extra["teacher"]`` of a KD student: d = 200 and the teacher's ``seed`` (one teacher
+    for every student seed, as the paper's single teacher file), spelled minimally — fields
+    equal to the student's own are left out (they are inherited), so a student of the teacher's
+    seed has the spec ``{"dim": 200}`` and its ``run_id`` does not depend on how the seed was
+    written."""
+    spec = {"dim": TEACHER_DIM, "seed": seed}
     return {k: v for k, v in spec.items() if getattr(student, k) != v}
 
 
 def chapter_grid(profile: str, settings: Sequence[str], methods: Sequence[str],
                  seeds: Sequence[int] | None = None, phis: Sequence[float] = (0.1,),
-                 lambdas: str = "paper", **overrides) -> list[Cell]:
+                 lambdas: str = "paper", teacher_seeds: dict[str, int] | None = None,
+                 **overrides) -> list[Cell]:
     """The configs of ``methods`` × ``settings`` × ``phis`` × seeds.
 
     ``profile`` is ``"smoke"`` or ``"full"`` (:func:`rdlib.profiles.grid`); ``overrides`` are
-    RunConfig fields (``None`` values ignored), e.g. ``device``. The teacher is one run (seed 0)
-    per setting; KD students name it in ``extra["teacher"]``. ``lambdas`` is ``"paper"`` (the
+    RunConfig fields (``None`` values ignored), e.g. ``device``. The teacher is one run per
+    setting, of the seed ``teacher_seeds`` names (default :data:`TEACHER_SEEDS`; 0 for a setting
+    not named); KD students name it in ``extra["teacher"]``. ``lambdas`` is ``"paper"`` (the
     λ of :data:`PAPER_OPTIONS` for NeuMF) or ``"official"`` (the official code's defaults for
     every model; the same runs for BPR). Unknown settings, methods or λ sources raise a
     ``ValueError`` naming the known ones.
@@ -108,13 +119,16 @@ def chapter_grid(profile: str, settings: Sequence[str], methods: Sequence[str],
         if unknown:
             raise ValueError(f"unknown {unknown}; choose from {list(known)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    teacher_seeds = TEACHER_SEEDS if teacher_seeds is None else teacher_seeds
     cells: list[Cell] = []
     for setting in settings:
         prof, model, _, _ = SETTINGS[setting]
         base = dict(overrides, model=model)
+        tseed = teacher_seeds.get(setting, 0)
         for label in methods:
             if label == "Teacher":
-                cfg = profiles.grid(prof, profile, [0], **base, dim=TEACHER_DIM, role="teacher")[0]
+                cfg = profiles.grid(prof, profile, [tseed], **base, dim=TEACHER_DIM,
+                                    role="teacher")[0]
                 cells.append(Cell(setting, label, 1.0, cfg))
                 continue
             for phi in phis:
@@ -123,15 +137,31 @@ def chapter_grid(profile: str, settings: Sequence[str], methods: Sequence[str],
                     if label != "Student":
                         paper = PAPER_OPTIONS.get(model, {}).get(label, {})
                         options = paper if lambdas == "paper" else {}
-                        cfg = replace(cfg, extra={"teacher": teacher_spec(cfg), **options})
+                        cfg = replace(cfg, extra={"teacher": teacher_spec(cfg, tseed),
+                                                  **options})
                     cells.append(Cell(setting, label, phi, cfg))
     return cells
 
 
+def set_aside_cells(profile: str, settings: Sequence[str], methods: Sequence[str],
+                    seeds: Sequence[int] | None = None, phis: Sequence[float] = (0.1,),
+                    **overrides) -> list[Cell]:
+    """The cells that the seed-0 teacher of each setting with another teacher seed
+    (:data:`TEACHER_SEEDS`) had: its own Teacher cell and its KD students, with the arguments of
+    :func:`chapter_grid`. Their stored runs are shown apart from Table 2; plain students have
+    no teacher, so they stay in the grid and are not repeated here."""
+    moved = [s for s in settings if TEACHER_SEEDS.get(s, 0) != 0]
+    labels = [m for m in methods if m != "Student"]
+    return chapter_grid(profile, moved, labels, seeds, phis,
+                        teacher_seeds=dict.fromkeys(moved, 0), **overrides)
+
+
 def cell_frame(cells: Iterable[Cell]) -> pd.DataFrame:
-    """One row per cell: setting, method (label), phi, seed, run_id."""
+    """One row per cell: setting, method (label), phi, seed, run_id (no rows, same columns, for
+    no cells)."""
     return pd.DataFrame([{"setting": c.setting, "method": c.method, "phi": c.phi,
-                          "seed": c.cfg.seed, "run_id": c.cfg.run_id} for c in cells])
+                          "seed": c.cfg.seed, "run_id": c.cfg.run_id} for c in cells],
+                        columns=["setting", "method", "phi", "seed", "run_id"])
 
 
 def stored_rows(store: ResultStore, cells: Sequence[Cell]) -> pd.DataFrame:
@@ -179,10 +209,11 @@ def mean_std_cell(mean: float, std: float, digits: int = 4) -> str:
 
 
 def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METHODS),
-           digits: int = 4) -> pd.DataFrame:
+           digits: int = 4, references: bool = True) -> pd.DataFrame:
     """Table 2 for one setting at φ = 0.1: for each method the rows ``ours`` (mean ± std over
     seeds, with n), ``official log`` (where one exists) and ``paper``; columns HR/MRR/NDCG at
-    5, 10, 20 in the paper's order. Our cells without a stored run read ``not run``."""
+    5, 10, 20 in the paper's order. Our cells without a stored run read ``not run``. With
+    ``references=False`` the rows ``ours`` alone (runs shown apart from the paper's table)."""
     ours = rows[(rows["setting"] == setting) & (rows["split"] == "test")]
     ours = ours[(ours["phi"] == 0.1) | (ours["method"] == "Teacher")]
     cols = [reports.metric_column(m, k) for k in (5, 10, 20) for m in ("hr", "mrr", "ndcg")]
@@ -198,7 +229,7 @@ def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METH
             cells = {reports.metric_column(m, k): mean_std_cell(mean[(m, k)], std[(m, k)], digits)
                      for m, k in mean.index}
         out.append({"method": label, "source": f"ours (n={n})", **cells})
-        ref = reference_rows(setting, label)
+        ref = reference_rows(setting, label) if references else pd.DataFrame(columns=["source"])
         for source in ("official log", "paper"):
             r = ref[ref["source"] == source]
             if not r.empty:

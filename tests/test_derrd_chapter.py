@@ -69,20 +69,50 @@ def test_grid_sizes_and_teacher_is_the_students_teacher():
                                ["Teacher", "Student", "DE"], seeds=[0, 1], phis=(0.1, 0.5))
     # per setting: 1 teacher + 2 methods × 2 φ × 2 seeds
     assert len(cells) == 2 * (1 + 2 * 2 * 2)
-    for setting in ("CiteULike/BPR", "Foursquare/NeuMF"):
+    for setting, tseed in (("CiteULike/BPR", 0), ("Foursquare/NeuMF", 1)):
         teacher = next(c for c in cells if c.setting == setting and c.method == "Teacher")
-        assert teacher.cfg.dim == 200 and teacher.cfg.seed == 0
+        assert teacher.cfg.dim == 200 and teacher.cfg.seed == tseed
         for c in cells:
-            if c.setting == setting and c.method == "DE":  # every seed: the seed-0 teacher
+            if c.setting == setting and c.method == "DE":  # every seed: the setting's one teacher
                 assert teacher_config(c.cfg).run_id == teacher.cfg.run_id
-    seed1 = next(c for c in cells if c.method == "DE" and c.cfg.seed == 1)
+    cite = [c for c in cells if c.setting == "CiteULike/BPR"]
+    seed1 = next(c for c in cite if c.method == "DE" and c.cfg.seed == 1)
     assert seed1.cfg.extra == {"teacher": {"dim": 200, "seed": 0}}
-    seed0 = next(c for c in cells if c.method == "DE" and c.cfg.seed == 0)
+    seed0 = next(c for c in cite if c.method == "DE" and c.cfg.seed == 0)
     assert seed0.cfg.extra == {"teacher": {"dim": 200}}  # as the stored seed-0 runs spell it
+    four0 = next(c for c in cells if c.setting == "Foursquare/NeuMF" and c.method == "DE"
+                 and c.cfg.seed == 0)
+    assert four0.cfg.extra == {"teacher": {"dim": 200, "seed": 1}}
     dims = {(c.method, c.phi): c.cfg.dim for c in cells if c.setting == "CiteULike/BPR"}
     assert dims[("Student", 0.1)] == 20 and dims[("DE", 0.5)] == 100
     four = next(c for c in cells if c.setting == "Foursquare/NeuMF")
     assert (four.cfg.dataset, four.cfg.model) == ("foursquare-vldb17", "neumf")
+
+
+def test_set_aside_cells_are_the_seed0_teachers_runs_the_grid_no_longer_names():
+    """Foursquare/NeuMF distils from a seed-1 teacher (TEACHER_SEEDS); the seed-0 teacher's
+    cells keep the run ids its H100 runs were stored under, and no grid cell shares them."""
+    assert derrd.TEACHER_SEEDS == {"Foursquare/NeuMF": 1}
+    methods = list(derrd.METHODS)
+    aside = derrd.set_aside_cells("full", list(derrd.SETTINGS), methods, seeds=[0, 1])
+    assert {c.setting for c in aside} == {"Foursquare/NeuMF"}
+    assert "Student" not in {c.method for c in aside}  # plain students have no teacher
+    ids = {(c.method, c.cfg.seed): c.cfg.run_id[-12:] for c in aside}
+    # the ids of the stored H100 teacher and its two RRD students (results/runs)
+    assert (ids[("Teacher", 0)], ids[("RRD", 0)], ids[("RRD", 1)]) == (
+        "2ca702ac9899", "beb2389aa81e", "8000b4cd9e07")
+    grid = derrd.chapter_grid("full", list(derrd.SETTINGS), methods, seeds=[0, 1])
+    assert not {c.cfg.run_id for c in aside} & {c.cfg.run_id for c in grid}
+    assert derrd.set_aside_cells("full", ["CiteULike/BPR"], methods) == []
+
+
+def test_table2_without_references_keeps_our_rows_only(filled):
+    store, cells = filled
+    t = derrd.table2(derrd.stored_rows(store, cells), "CiteULike/BPR", references=False)
+    assert set(t.index.get_level_values("source").str[:4]) == {"ours"}
+    assert list(t.index.get_level_values("method")) == list(derrd.METHODS)
+    empty = derrd.stored_rows(store, [])
+    assert empty.empty and "run_id" in empty.columns  # no cells: no rows, the same columns
 
 
 @pytest.mark.parametrize("kwargs, needle", [
