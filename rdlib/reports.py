@@ -168,12 +168,16 @@ def _median_cell(seconds: pd.Series) -> str:
     return f"{seconds.median():.3f} (median of {len(seconds)})"
 
 
+def _bench_csv(path: str | Path | None, name: str) -> Path:
+    """``path``, or ``benchmarks/results/<name>.csv`` of this repository when it is None."""
+    return Path(path or repo_root() / "benchmarks" / "results" / f"{name}.csv")
+
+
 def benchmark_table(path=None) -> pd.DataFrame:
     """Our benchmark rows (``benchmarks/results/bpr_citeulike.csv``) summarised per device, next to
     the official code's timings (``data/official_timings.csv``) for the same quantities."""
-    root = repo_root()
-    path = path or root / "benchmarks" / "results" / "bpr_citeulike.csv"
-    official = pd.read_csv(root / "data" / "official_timings.csv")
+    path = _bench_csv(path, "bpr_citeulike")
+    official = pd.read_csv(repo_root() / "data" / "official_timings.csv")
     official = official[official["method"] == "BPR student"]
     rows = [{"code": "official DE-RRD", "quantity": r.quantity, "hardware": r.hardware,
              "seconds": _seconds_range(r.low_s, r.high_s)}
@@ -188,8 +192,15 @@ def benchmark_table(path=None) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["quantity", "code"]).reset_index(drop=True)
 
 
-# row order of the timing table (rdlib.distill.METHODS, not imported: it would pull in torch)
-_METHOD_ORDER = ("none", "rd", "cd", "de", "rrd", "de-rrd")
+# row order of the timing tables (rdlib.distill.METHODS, not imported: it would pull in torch)
+_METHOD_ORDER = ("none", "rd", "cd", "de", "rrd", "de-rrd", "teacher_topk")
+
+
+def _method_rank(methods: pd.Series) -> pd.Series:
+    """Each method's place in :data:`_METHOD_ORDER` (others after it), as a sort key."""
+    order = {m: i for i, m in enumerate(_METHOD_ORDER)}
+    return methods.map(lambda m: order.get(m, len(order)))
+
 # data/official_timings.csv method names → rdlib.distill methods
 _OFFICIAL_METHODS = {"BPR student": "none", "DE": "de", "RRD": "rrd"}
 KD_TIMING_COLUMNS = ["code", "method", "epoch", "hardware", "allocator", "seconds",
@@ -225,7 +236,7 @@ def kd_timing_table(path: str | Path | None = None, *,
     whose model is unknown, so it says how far apart the two are, not which code is faster on one
     GPU). Columns: :data:`KD_TIMING_COLUMNS`; a missing ``path`` gives an empty table.
     """
-    path = Path(path or repo_root() / "benchmarks" / "results" / "kd_citeulike.csv")
+    path = _bench_csv(path, "kd_citeulike")
     if not path.is_file():
         return pd.DataFrame(columns=KD_TIMING_COLUMNS)
     ours = pd.read_csv(path)
@@ -252,9 +263,8 @@ def kd_timing_table(path: str | Path | None = None, *,
                      "allocator": allocator, "seconds": _median_cell(g["seconds"]),
                      "speed-up vs official CPU": speedup["cpu"],
                      "speed-up vs official GPU log": speedup["gpu"]})
-    order = {m: i for i, m in enumerate([*_METHOD_ORDER, "teacher_topk"])}
     out = pd.DataFrame(rows, columns=KD_TIMING_COLUMNS)
-    out = out.assign(_m=out["method"].map(lambda m: order.get(m, len(order))),
+    out = out.assign(_m=_method_rank(out["method"]),
                      _c=(out["code"] == "rdlib").astype(int),
                      _e=pd.to_numeric(out["epoch"], errors="coerce"))
     return (out.sort_values(["_m", "method", "_c", "_e", "hardware"], kind="stable")
@@ -279,7 +289,7 @@ def denormal_table(path: str | Path | None = None) -> pd.DataFrame:
     device: the median seconds of a forward and backward of DE's large expert with flushing off
     and on, and their ratio (``"7.7×"``), beside the mean load average while it ran. Columns:
     :data:`DENORMAL_COLUMNS`; a missing ``path`` gives an empty table."""
-    path = Path(path or repo_root() / "benchmarks" / "results" / "denormal.csv")
+    path = _bench_csv(path, "denormal")
     if not path.is_file():
         return pd.DataFrame(columns=DENORMAL_COLUMNS)
     df = pd.read_csv(path)
@@ -304,7 +314,7 @@ def allocator_table(path: str | Path | None = None) -> pd.DataFrame:
     faults, and whether both allocators ended with the same weights. CPU seconds rather than
     wall time, since the benchmark may share the machine with training runs. Columns:
     :data:`ALLOCATOR_COLUMNS`; a missing ``path`` gives an empty table."""
-    path = Path(path or repo_root() / "benchmarks" / "results" / "allocator.csv")
+    path = _bench_csv(path, "allocator")
     if not path.is_file():
         return pd.DataFrame(columns=ALLOCATOR_COLUMNS)
     df = pd.read_csv(path)
@@ -332,14 +342,13 @@ def allocator_epoch_table(path: str | Path | None = None) -> pd.DataFrame:
     is optimistic if anything). Rows written before the benchmark recorded its allocator are
     left out: they were measured on other days and commits. Columns:
     :data:`ALLOCATOR_EPOCH_COLUMNS`."""
-    path = Path(path or repo_root() / "benchmarks" / "results" / "kd_citeulike.csv")
+    path = _bench_csv(path, "kd_citeulike")
     df = pd.read_csv(path) if path.is_file() else pd.DataFrame()
     if "allocator" not in df or df.empty:
         return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
     df = df[(df["benchmark"] == "train_epoch")
             & df["allocator"].isin([ALLOCATOR_DEFAULT, ALLOCATOR_KEPT])]
     keys = ["method", "epoch", "device_name", "threads"]
-    order = {m: i for i, m in enumerate(_METHOD_ORDER)}
     rows = []
     for key, group in df.groupby(keys):
         old, new = (group.loc[group["allocator"] == a, "seconds"].to_numpy()
@@ -354,7 +363,7 @@ def allocator_epoch_table(path: str | Path | None = None) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=ALLOCATOR_EPOCH_COLUMNS)
     out = pd.DataFrame(rows)
-    out = (out.assign(_m=out["method"].map(lambda m: order.get(m, len(order))))
+    out = (out.assign(_m=_method_rank(out["method"]))
            .sort_values(["_m", "method", "epoch", "device_name", "threads"]))
     return out.assign(epoch=out["epoch"].astype(int),
                       device=out["device_name"].map(short_device_name)
@@ -397,7 +406,7 @@ def inference_table(path: str | Path | None = None) -> pd.DataFrame:
     rows: the paper's claim is a fall of ~26% for NeuMF and only 5–7% for BPR. Columns:
     :data:`INFERENCE_COLUMNS`; a missing ``path`` gives an empty table.
     """
-    path = Path(path or repo_root() / "benchmarks" / "results" / "inference.csv")
+    path = _bench_csv(path, "inference")
     if not path.is_file():
         return pd.DataFrame(columns=INFERENCE_COLUMNS)
     ours = pd.read_csv(path)
