@@ -47,11 +47,12 @@ SETTINGS: dict[str, tuple[str, str, str, str]] = {
     "Foursquare/NeuMF": ("derrd_foursquare_neumf", "neumf", "Foursquare", "NeuMF"),
 }
 #: setting → the seed of its one teacher, where it is not 0. Foursquare/NeuMF's seed-0 teacher was
-#: trained on an H100 whose copy of its weights did not come back; a CPU retrain cannot repeat a
-#: GPU run (:func:`rdlib.distill.ensure_teacher` refuses it), and no GPU was lent in the seven
-#: sessions after. Rather than leave the setting waiting on a GPU, its students distil from a
-#: second teacher, seed 1, trained on a CPU; the seed-0 teacher's stored students are set aside
-#: (:func:`set_aside_cells`), not pooled with them.
+#: trained on an H100 and its weights could not come back (26.9 M parameters, 108 MB: the GPU
+#: machines return files of at most 16 MiB and take at most 64 MiB along, so no CPU-trained
+#: teacher of that size can go there either); a CPU retrain cannot repeat a GPU run
+#: (:func:`rdlib.distill.ensure_teacher` refuses it). Rather than leave the setting waiting, its
+#: students distil from a second teacher, seed 1, trained on a CPU; the seed-0 teacher's stored
+#: students are set aside (:func:`set_aside_cells`), not pooled with them.
 TEACHER_SEEDS: dict[str, int] = {"Foursquare/NeuMF": 1}
 #: Table 2 row label → rdlib method
 METHODS: dict[str, str] = {"Teacher": "none", "Student": "none", "RD": "rd", "CD": "cd",
