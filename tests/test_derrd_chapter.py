@@ -503,6 +503,15 @@ def test_table4_means_stored_variant_runs_beside_the_papers_foursquare_numbers(t
     assert got.loc["(a) attention", "base HR@5 (same seeds)"] == pytest.approx(0.45 * 1.05)
     assert got.loc["(d) full ranking", "base HR@5 (same seeds)"] == pytest.approx(0.4 * 1.05)
     assert got.loc["RRD", "ours HR@5"] == pytest.approx(0.3 * 1.05)
+    # a variant stored on more seeds than its base: both sides on the seeds they share
+    de0 = next(c for v, c in pairs if v == "DE" and c.cfg.seed == 1)
+    (store.runs / de0.cfg.run_id / "manifest.json").unlink()  # DE keeps seed 0 only
+    got = derrd.table4(store, cells, "CiteULike/BPR")
+    row = got.loc["(a) attention"]
+    assert (row["n"], row["n same seeds"]) == (2, 1)
+    assert row["ours HR@5"] == pytest.approx(0.45 * 1.05)  # (a) over its own seeds 0 and 1
+    assert row["ours HR@5 (same seeds)"] == pytest.approx(0.5 * 1.05)  # (a) at seed 0 alone
+    assert row["base HR@5 (same seeds)"] == pytest.approx(0.4 * 1.05)
     assert got.loc["(a) attention", "n"] == 2
     assert got.loc["(a) attention", "ours HR@5"] == pytest.approx(0.45 * 1.05)
     assert got.loc["(b) one expert, large", "n"] == 0
@@ -690,13 +699,14 @@ def test_claim5_ablations_compare_each_variant_with_its_base():
           "(c) one expert, small": 0.45, "RRD": 0.46, "(d) full ranking": 0.47,
           "(e) interesting-only ranking": 0.44}
     base = {v: hr[derrd.ABLATIONS[v][0]] for v in idx}  # the base method on the same seeds
-    t = pd.DataFrame({"n": 1, "ours HR@5": [hr[v] for v in idx],
+    t = pd.DataFrame({"n": 2, "n same seeds": 1, "ours HR@5": 0.0,  # all seeds: not compared
+                      "ours HR@5 (same seeds)": [hr[v] for v in idx],
                       "base HR@5 (same seeds)": [base[v] for v in idx]}, index=idx)
     got = derrd.claim5_ablations({"CiteULike/BPR": t})
     assert got["verdict"] == derrd.PARTLY  # (d) full ranking beats relaxed RRD
     assert "RRD 0.4600 vs (d) full ranking 0.4700 (n=1)" in got["evidence"]
-    t.loc["(b) one expert, large", "ours HR@5"] = np.nan
-    t.loc["(d) full ranking", "ours HR@5"] = 0.40
+    t.loc["(b) one expert, large", "ours HR@5 (same seeds)"] = np.nan
+    t.loc["(d) full ranking", "ours HR@5 (same seeds)"] = 0.40
     got = derrd.claim5_ablations({"CiteULike/BPR": t, "CiteULike/NeuMF": t * 0})
     assert got["verdict"] == derrd.INCOMPLETE and "(b) one expert, large" in got["evidence"]
     assert derrd.claim5_ablations({})["verdict"] == derrd.NOT_TESTED
@@ -735,7 +745,8 @@ def test_ablation_tests_pair_each_variant_with_its_base_on_shared_seeds(tmp_path
 def test_claim5_needs_a_significant_gain_when_tested(significant, verdict):
     """Each part holds on the means; only (d)'s per-user test decides the claim."""
     idx = list(derrd.ABLATIONS)
-    table = pd.DataFrame({"n": 1, "ours HR@5": 0.46, "base HR@5 (same seeds)": 0.47}, index=idx)
+    table = pd.DataFrame({"n": 1, "n same seeds": 1, "ours HR@5 (same seeds)": 0.46,
+                          "base HR@5 (same seeds)": 0.47}, index=idx)
     tests = pd.DataFrame({"setting": "CiteULike/BPR", "variant": [v for v in idx if "(" in v],
                           "p_holm": 0.01, "significant": True})
     tests.loc[tests["variant"] == "(d) full ranking", ["p_holm", "significant"]] = \
