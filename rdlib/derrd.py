@@ -230,7 +230,9 @@ def table2(rows: pd.DataFrame, setting: str, methods: Sequence[str] = tuple(METH
             cells = {reports.metric_column(m, k): mean_std_cell(mean[(m, k)], std[(m, k)], digits)
                      for m, k in mean.index}
         out.append({"method": label, "source": f"ours (n={n})", **cells})
-        ref = reference_rows(setting, label) if references else pd.DataFrame(columns=["source"])
+        if not references:
+            continue
+        ref = reference_rows(setting, label)
         for source in ("official log", "paper"):
             r = ref[ref["source"] == source]
             if not r.empty:
@@ -769,8 +771,8 @@ def claim5_ablations(tables: dict[str, pd.DataFrame], tests: pd.DataFrame | None
 
     ``tables``: :func:`table4` per setting. The paper's Table 4 is Foursquare; each part is
     checked on the BPR settings where the variant is stored, against the unmodified method on
-    the seeds both have (n in the evidence), and the evidence names them. Without ``tests`` a part holds when the
-    method's mean is above the variant's; with ``tests`` (:func:`ablation_tests`) "beats" is
+    the seeds both have (n in the evidence), and the evidence names them. Without ``tests`` a
+    part holds when the method's mean is above the variant's; with ``tests`` (:func:`ablation_tests`) "beats" is
     read as claim 1 reads "A > B": the mean must be above and the per-user difference
     significant."""
     parts, held, missing = [], [], []
