@@ -213,11 +213,27 @@ def _cmd_run_derrd(args: argparse.Namespace) -> int:
         except CELL_SKIPPED as e:  # the other cells can still run
             skipped += 1
             print(f"skipped: {e}", file=sys.stderr, flush=True)
+            continue
+        print(_stored_line(store, c.cfg.run_id), flush=True)
     if skipped:
         print(f"{_count(skipped, 'cell')} skipped: their teacher is unavailable here, or "
               f"another process is training the run or its teacher", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _stored_line(store: ResultStore, run_id: str) -> str:
+    """One line saying a run finished: its epochs, seconds per epoch and test HR@5, so a log
+    ends with the outcome rather than the last progress bar (or says the run is not stored)."""
+    manifest = store.finished(run_id)
+    if manifest is None:
+        return f"not stored: {run_id}"
+    rows = store.metrics(run_id, split="test", metric="hr", k=5)
+    hr5 = f"{rows['value'].iloc[0]:.4f}" if len(rows) else "n/a"
+    spe = manifest.get("seconds_per_epoch")
+    pace = f" at {spe:.1f} s/epoch" if isinstance(spe, int | float) else ""
+    return (f"stored {run_id}: {manifest.get('epochs_run', '?')} epochs{pace}, "
+            f"test HR@5 {hr5}")
 
 
 def _prepare_to_train(args: argparse.Namespace) -> None:

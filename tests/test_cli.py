@@ -217,6 +217,29 @@ def test_run_derrd_flush_denormal_is_on_while_its_runs_train(tmp_path, capsys, m
     assert code == 0 and seen == [True]
 
 
+def test_run_derrd_ends_each_cell_with_its_outcome(tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    import rdlib.experiments as ex
+    from rdlib.results import ResultStore, RunRecord
+
+    def fake(cfg, *, store, **kwargs):  # stores a hand-made run of 7 epochs, HR@5 0.5
+        rows = pd.DataFrame([{"run_id": cfg.run_id, "paper": "DE-RRD", "dataset": cfg.dataset,
+                              "protocol": cfg.protocol, "model": cfg.model, "role": cfg.role,
+                              "method": cfg.method, "dim": cfg.dim, "seed": cfg.seed,
+                              "split": "test", "metric": m, "k": 5, "value": v, "epoch": 6}
+                             for m, v in (("ndcg", 0.25), ("hr", 0.5))])
+        store.save(RunRecord(cfg.run_id, {"epochs_run": 7, "seconds_per_epoch": 1.5}, rows,
+                             pd.DataFrame(), {"test/users": [0]}))
+    monkeypatch.setattr(ex, "run_experiment", fake)
+    code = main(["run", "derrd", "--settings", "CiteULike/BPR", "--methods", "Student",
+                 "--seeds", "0", "--profile", "smoke", "--results-dir", str(tmp_path)])
+    last = capsys.readouterr().out.splitlines()[-1]
+    run_id = ResultStore(tmp_path).run_ids()[0]
+    assert code == 0
+    assert last == f"stored {run_id}: 7 epochs at 1.5 s/epoch, test HR@5 0.5000"
+
+
 def _spy_teachers(monkeypatch, fail_model: str | None = None) -> list[str]:
     """Record the teacher run id each ``ensure_teacher`` call restores (raising
     TeacherUnavailable for the model ``fail_model``); any training run fails the test."""
