@@ -772,9 +772,9 @@ def claim5_ablations(tables: dict[str, pd.DataFrame], tests: pd.DataFrame | None
     ``tables``: :func:`table4` per setting. The paper's Table 4 is Foursquare; each part is
     checked on the BPR settings where the variant is stored, against the unmodified method on
     the seeds both have (n in the evidence), and the evidence names them. Without ``tests`` a
-    part holds when the method's mean is above the variant's; with ``tests`` (:func:`ablation_tests`) "beats" is
-    read as claim 1 reads "A > B": the mean must be above and the per-user difference
-    significant."""
+    part holds when the method's mean is above the variant's; with ``tests``
+    (:func:`ablation_tests`) "beats" is read as claim 1 reads "A > B": the mean must be above
+    and the per-user difference significant."""
     parts, held, missing = [], [], []
     for setting, t in tables.items():
         if SETTINGS[setting][1] != "bpr":
